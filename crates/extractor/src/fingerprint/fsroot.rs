@@ -1,0 +1,179 @@
+//! Bounded, confined reads of a container's files.
+//!
+//! Every file a fingerprint reads comes from the container image, so it is hostile: it may be
+//! a symlink to a host path, a FIFO that never answers, `/dev/zero`, or a 1 GiB file. A [`Root`]
+//! resolves paths with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, so absolute symlinks
+//! and `..` stay inside the root, opens non-blocking, accepts regular files only and caps every
+//! read. In the sandbox the root is the container's `/`; tests point it at a directory they build.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+
+/// Longest path accepted from container data (argv, environment, manifests).
+const MAX_PATH_LEN: usize = 4096;
+/// Most directory entries [`Root::list_dir`] returns.
+pub const MAX_DIR_ENTRIES: usize = 4096;
+
+/// A directory that every lookup is confined to.
+#[derive(Debug)]
+pub struct Root {
+    dir: OwnedFd,
+}
+
+fn resolve_flags() -> ResolveFlags {
+    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
+}
+
+impl Root {
+    /// Open `path` (normally `/`) as the confinement root.
+    pub fn open(path: &Path) -> io::Result<Root> {
+        let dir = openat2(
+            CWD,
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::empty(),
+        )?;
+        Ok(Root { dir })
+    }
+
+    fn open_raw(&self, path: &str, flags: OFlags) -> io::Result<OwnedFd> {
+        if path.len() > MAX_PATH_LEN || path.contains('\0') {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "path too long or has NUL"));
+        }
+        let fd = openat2(
+            &self.dir,
+            path,
+            flags | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+            resolve_flags(),
+        )?;
+        Ok(fd)
+    }
+
+    /// Open a regular file for reading. FIFOs, devices, sockets and directories are refused
+    /// (opened non-blocking first, so a FIFO cannot stall us).
+    pub fn open_file(&self, path: &str) -> io::Result<File> {
+        let fd = self.open_raw(path, OFlags::RDONLY | OFlags::NONBLOCK)?;
+        let file = File::from(fd);
+        let meta = file.metadata()?;
+        if !meta.file_type().is_file() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        // Back to blocking mode: regular files never block, and readers expect it.
+        rustix::fs::fcntl_setfl(&file, OFlags::empty())?;
+        Ok(file)
+    }
+
+    /// Read at most `max` bytes of a regular file; a longer file is an error (a truncated
+    /// read could silently change the meaning of what we parse).
+    pub fn read_bounded(&self, path: &str, max: u64) -> io::Result<Vec<u8>> {
+        let file = self.open_file(path)?;
+        let mut buf = Vec::new();
+        file.take(max + 1).read_to_end(&mut buf)?;
+        if buf.len() as u64 > max {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!("{path} is larger than {max} bytes"),
+            ));
+        }
+        Ok(buf)
+    }
+
+    /// Like [`Root::read_bounded`], as text (invalid UTF-8 replaced).
+    pub fn read_string_bounded(&self, path: &str, max: u64) -> io::Result<String> {
+        let bytes = self.read_bounded(path, max)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// True if `path` names a regular file inside the root.
+    pub fn is_file(&self, path: &str) -> bool {
+        self.open_file(path).is_ok()
+    }
+
+    /// True if `path` names a directory inside the root.
+    pub fn is_dir(&self, path: &str) -> bool {
+        self.open_raw(path, OFlags::RDONLY | OFlags::DIRECTORY).is_ok()
+    }
+
+    /// Names of the entries of a directory (not `.`/`..`), at most [`MAX_DIR_ENTRIES`].
+    pub fn list_dir(&self, path: &str) -> io::Result<Vec<String>> {
+        let fd = self.open_raw(path, OFlags::RDONLY | OFlags::DIRECTORY)?;
+        let mut dir = rustix::fs::Dir::read_from(&fd)?;
+        let mut names = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy();
+            if name == "." || name == ".." {
+                continue;
+            }
+            names.push(name.into_owned());
+            if names.len() >= MAX_DIR_ENTRIES {
+                break;
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn root_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Root) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let p = dir.path().join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        let root = Root::open(dir.path()).unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn reads_inside_the_root() {
+        let (_d, root) = root_with(&[("/etc/os-release", b"ID=rhel\n")]);
+        assert_eq!(root.read_string_bounded("/etc/os-release", 100).unwrap(), "ID=rhel\n");
+        assert_eq!(root.read_string_bounded("etc/os-release", 100).unwrap(), "ID=rhel\n");
+        assert!(root.is_dir("/etc"));
+        assert!(root.is_file("/etc/os-release"));
+        assert_eq!(root.list_dir("/etc").unwrap(), vec!["os-release".to_owned()]);
+    }
+
+    #[test]
+    fn absolute_symlinks_and_dotdot_stay_inside() {
+        let (d, root) = root_with(&[("/etc/marker", b"inside\n")]);
+        // A host file the root must never reach.
+        let host = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(host.path(), b"host secret").unwrap();
+        symlink(host.path(), d.path().join("etc/escape")).unwrap();
+        assert!(root.read_bounded("/etc/escape", 100).is_err());
+        symlink("/etc/marker", d.path().join("abs")).unwrap();
+        assert_eq!(root.read_string_bounded("/abs", 100).unwrap(), "inside\n");
+        let host_rel = format!("../../../../../../..{}", host.path().display());
+        assert!(root.read_bounded(&host_rel, 100).is_err());
+        symlink("/proc/self/root/etc/passwd", d.path().join("magic")).unwrap();
+        assert!(root.read_bounded("/magic", 1 << 20).is_err());
+    }
+
+    #[test]
+    fn refuses_fifos_devices_and_big_files() {
+        let (d, root) = root_with(&[("/big", &[b'x'; 2048])]);
+        nix::unistd::mkfifo(&d.path().join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let started = std::time::Instant::now();
+        assert!(root.read_bounded("/fifo", 100).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(root.read_bounded("/big", 1024).is_err());
+        assert_eq!(root.read_bounded("/big", 2048).unwrap().len(), 2048);
+        assert!(root.read_bounded("/", 10).is_err());
+        assert!(root.read_bounded("/missing", 10).is_err());
+        assert!(root.read_bounded("/a\0b", 10).is_err());
+    }
+}
