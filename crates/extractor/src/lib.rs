@@ -11,7 +11,12 @@
 //! - [`scanner_proto`] and [`scanner`]: the privileged daemon's unix-socket protocol;
 //! - [`server`]: the unprivileged HTTPS service.
 
+pub mod cli;
 pub mod discovery;
 pub mod fingerprint;
 pub mod process;
+pub mod sandbox;
+pub mod scan;
+pub mod scanner;
 pub mod scanner_proto;
+pub mod select;

@@ -124,7 +124,11 @@ fn parse_stat(text: &str) -> Option<Stat> {
 fn parse_ids(status: &str) -> Option<(u32, u32)> {
     let field = |name: &str| -> Option<u32> {
         let line = status.lines().find(|l| l.starts_with(name))?;
-        line[name.len()..].split_ascii_whitespace().next()?.parse().ok()
+        line[name.len()..]
+            .split_ascii_whitespace()
+            .next()?
+            .parse()
+            .ok()
     };
     Some((field("Uid:")?, field("Gid:")?))
 }
@@ -162,8 +166,11 @@ impl Procfs {
         let stat = parse_stat(&String::from_utf8_lossy(&stat_bytes))
             .ok_or(ProcessError::Malformed { pid, file: "stat" })?;
         let status = self.read(pid, "status", MAX_SMALL_FILE)?;
-        let (uid, gid) = parse_ids(&String::from_utf8_lossy(&status))
-            .ok_or(ProcessError::Malformed { pid, file: "status" })?;
+        let (uid, gid) =
+            parse_ids(&String::from_utf8_lossy(&status)).ok_or(ProcessError::Malformed {
+                pid,
+                file: "status",
+            })?;
         let comm = lossy(self.read(pid, "comm", 64)?.trim_ascii_end());
         let argv = split_nul(&self.read(pid, "cmdline", MAX_CMDLINE)?, MAX_ARGS)
             .map(lossy)
@@ -280,7 +287,8 @@ mod tests {
 
     #[test]
     fn env_is_allowlisted() {
-        let env = filter_env(b"SECRET=s3cr3t\0JAVA_HOME=/opt/jdk\0PATH=/bin\0PATH=/usr/bin\0junk\0=x\0");
+        let env =
+            filter_env(b"SECRET=s3cr3t\0JAVA_HOME=/opt/jdk\0PATH=/bin\0PATH=/usr/bin\0junk\0=x\0");
         assert_eq!(env.len(), 2);
         assert_eq!(env["JAVA_HOME"], "/opt/jdk");
         assert_eq!(env["PATH"], "/usr/bin");
@@ -296,24 +304,39 @@ mod tests {
         assert!(facts.exe.is_some());
         assert!(facts.start_time > 0);
         assert_eq!(procfs.start_time(me).unwrap(), facts.start_time);
-        assert!(!facts.env.keys().any(|k| !ENV_ALLOWLIST.contains(&k.as_str())));
+        assert!(!facts
+            .env
+            .keys()
+            .any(|k| !ENV_ALLOWLIST.contains(&k.as_str())));
     }
 
     #[test]
     fn tree_includes_children_and_is_bounded() {
         let mut children: Vec<_> = (0..3)
-            .map(|_| std::process::Command::new("sleep").arg("30").spawn().unwrap())
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .unwrap()
+            })
             .collect();
         let procfs = Procfs::default();
         let tree = procfs.tree(std::process::id(), MAX_PROCESSES_PER_CONTAINER);
         for c in &children {
-            assert!(tree.iter().any(|p| p.pid == c.id()), "child {} missing", c.id());
+            assert!(
+                tree.iter().any(|p| p.pid == c.id()),
+                "child {} missing",
+                c.id()
+            );
         }
         assert_eq!(procfs.tree(std::process::id(), 2).len(), 2);
         for c in &mut children {
             let _ = c.kill();
             let _ = c.wait();
         }
-        assert!(matches!(procfs.facts(u32::MAX - 1), Err(ProcessError::Gone(_))));
+        assert!(matches!(
+            procfs.facts(u32::MAX - 1),
+            Err(ProcessError::Gone(_))
+        ));
     }
 }

@@ -6,7 +6,9 @@ use std::str::FromStr;
 /// Why a string is not a container ID. The message names the offending value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContainerIdError {
-    #[error("invalid container ID {0:?}: expected <runtime>://<64 lowercase hex> or 64 lowercase hex")]
+    #[error(
+        "invalid container ID {0:?}: expected <runtime>://<64 lowercase hex> or 64 lowercase hex"
+    )]
     Malformed(String),
 }
 

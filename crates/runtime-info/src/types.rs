@@ -21,7 +21,11 @@ pub struct ContainerRuntimeInfo {
     pub kind_version: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kind_implementer: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_empty"
+    )]
     pub runtimes: Vec<RuntimeComponent>,
 }
 
@@ -87,7 +91,10 @@ mod tests {
 
     #[test]
     fn empty_fields_are_omitted() {
-        assert_eq!(serde_json::to_string(&ContainerRuntimeInfo::default()).unwrap(), "{}");
+        assert_eq!(
+            serde_json::to_string(&ContainerRuntimeInfo::default()).unwrap(),
+            "{}"
+        );
         let info = ContainerRuntimeInfo {
             os: "rhel".into(),
             kind: "Java".into(),

@@ -43,7 +43,10 @@ impl Root {
 
     fn open_raw(&self, path: &str, flags: OFlags) -> io::Result<OwnedFd> {
         if path.len() > MAX_PATH_LEN || path.contains('\0') {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "path too long or has NUL"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "path too long or has NUL",
+            ));
         }
         let fd = openat2(
             &self.dir,
@@ -62,7 +65,10 @@ impl Root {
         let file = File::from(fd);
         let meta = file.metadata()?;
         if !meta.file_type().is_file() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
         }
         // Back to blocking mode: regular files never block, and readers expect it.
         rustix::fs::fcntl_setfl(&file, OFlags::empty())?;
@@ -97,7 +103,8 @@ impl Root {
 
     /// True if `path` names a directory inside the root.
     pub fn is_dir(&self, path: &str) -> bool {
-        self.open_raw(path, OFlags::RDONLY | OFlags::DIRECTORY).is_ok()
+        self.open_raw(path, OFlags::RDONLY | OFlags::DIRECTORY)
+            .is_ok()
     }
 
     /// Names of the entries of a directory (not `.`/`..`), at most [`MAX_DIR_ENTRIES`].
@@ -140,11 +147,20 @@ mod tests {
     #[test]
     fn reads_inside_the_root() {
         let (_d, root) = root_with(&[("/etc/os-release", b"ID=rhel\n")]);
-        assert_eq!(root.read_string_bounded("/etc/os-release", 100).unwrap(), "ID=rhel\n");
-        assert_eq!(root.read_string_bounded("etc/os-release", 100).unwrap(), "ID=rhel\n");
+        assert_eq!(
+            root.read_string_bounded("/etc/os-release", 100).unwrap(),
+            "ID=rhel\n"
+        );
+        assert_eq!(
+            root.read_string_bounded("etc/os-release", 100).unwrap(),
+            "ID=rhel\n"
+        );
         assert!(root.is_dir("/etc"));
         assert!(root.is_file("/etc/os-release"));
-        assert_eq!(root.list_dir("/etc").unwrap(), vec!["os-release".to_owned()]);
+        assert_eq!(
+            root.list_dir("/etc").unwrap(),
+            vec!["os-release".to_owned()]
+        );
     }
 
     #[test]

@@ -5,13 +5,13 @@
 //! can reach through a [`Root`], with every read bounded.
 
 pub mod elf;
+pub mod frameworks;
 pub mod fsroot;
 pub mod go;
 pub mod graalvm;
-pub mod java;
 pub mod jar;
+pub mod java;
 pub mod jboss;
-pub mod frameworks;
 pub mod node;
 pub mod os;
 pub mod python;
