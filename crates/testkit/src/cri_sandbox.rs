@@ -1,0 +1,1284 @@
+//! A real containerd (CRI plugin built in) for tests: own state directory, own socket, locally
+//! built images (no registry), kubelet-labelled pods with host network and a PID namespace per
+//! container.
+//!
+//! ```no_run
+//! use testkit::cri_sandbox::{CriSandbox, ContainerSpec, PodSpec};
+//! let Some(sb) = CriSandbox::start_or_skip("my_test") else { return };
+//! let pod = sb
+//!     .run_pod(&PodSpec::new("default", "web").container(
+//!         ContainerSpec::new("app", &["/bin/sleep", "3600"])
+//!             .env("GREETING", "hello")
+//!             .mount("/usr/bin/node", "/usr/bin/node", true),
+//!     ))
+//!     .unwrap();
+//! let app = pod.container("app").unwrap(); // app.id (64 hex), app.pid (host PID)
+//! # let _ = app;
+//! // sb.socket_path() is the CRI socket; dropping `sb` removes every pod and stops containerd.
+//! ```
+//!
+//! All methods are blocking and may be called from plain `#[test]`s and from inside a tokio
+//! runtime alike: the gRPC work runs on the sandbox's own runtime, driven from a short-lived
+//! thread, so it never nests inside the caller's runtime.
+//!
+//! Requirements (see `scripts/install-test-deps.sh`): root, `containerd`, `runc`, `ctr`,
+//! `dpkg-deb`, `tar`, `sha256sum`, and the busybox-static .deb in
+//! `/var/cache/runtime-insights/` (falls back to `apt-get download`).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::future::Future;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+
+/// The CRI v1 messages and client: the extractor's own hand-written file, included by path so
+/// the field numbers exist once (testkit cannot depend on the extractor: the extractor's tests
+/// depend on testkit).
+#[path = "../../extractor/src/discovery/cri_api.rs"]
+pub mod api;
+
+use api::{NamespaceMode, RuntimeServiceClient};
+
+/// The image every container uses unless its spec names another: busybox-static, with an
+/// `/etc/os-release` that says Alpine 3.99.0 and `Cmd ["/bin/sleep", "infinity"]`.
+pub const BUSYBOX_IMAGE: &str = "localhost/runtime-insights/busybox:1";
+/// containerd's configured sandbox ("pause") image, built locally from the same busybox.
+const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.6";
+/// Where `scripts/install-test-deps.sh` leaves the busybox-static package.
+pub const BUSYBOX_DEB_CACHE: &str = "/var/cache/runtime-insights/busybox-static.deb";
+
+pub const LABEL_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+const REQUIRED_TOOLS: [&str; 6] = ["containerd", "runc", "ctr", "dpkg-deb", "tar", "sha256sum"];
+
+/// Where glibc's loader and libraries live on Debian-like hosts (multiarch and lib64).
+const HOST_LIBRARY_DIRS: [&str; 6] = [
+    "/lib64",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+];
+
+static SANDBOX_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// One container of a [`PodSpec`].
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    /// `None`: [`BUSYBOX_IMAGE`].
+    pub image: Option<String>,
+    /// Overrides the image's entrypoint (empty: keep it).
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<BindMount>,
+    pub working_dir: Option<String>,
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    /// Leave out the kubelet's `io.kubernetes.*` labels, as for a container not created by a
+    /// kubelet (e.g. by `crictl` or another CRI client by hand).
+    pub without_kubelet_labels: bool,
+}
+
+/// A host path bind-mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub readonly: bool,
+}
+
+impl ContainerSpec {
+    /// A busybox container running `command` (first element: the program).
+    pub fn new(name: &str, command: &[&str]) -> Self {
+        ContainerSpec {
+            name: name.to_owned(),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+    pub fn image(mut self, image: &str) -> Self {
+        self.image = Some(image.to_owned());
+        self
+    }
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+    pub fn mount(
+        mut self,
+        host_path: impl Into<PathBuf>,
+        container_path: &str,
+        readonly: bool,
+    ) -> Self {
+        self.mounts.push(BindMount {
+            host_path: host_path.into(),
+            container_path: container_path.to_owned(),
+            readonly,
+        });
+        self
+    }
+    /// Bind-mount the host's shared-library directories read-only at the same paths, so a
+    /// dynamically linked host binary mounted into the busybox container (node, python3, …)
+    /// finds its loader and libraries.
+    pub fn with_host_libraries(mut self) -> Self {
+        for dir in HOST_LIBRARY_DIRS {
+            let host = Path::new(dir);
+            // /lib64 and /lib are symlinks into /usr on merged-usr hosts: mount the target.
+            if let Ok(real) = fs::canonicalize(host) {
+                if real.is_dir() && !self.mounts.iter().any(|m| m.container_path == *dir) {
+                    self = self.mount(real, dir, true);
+                }
+            }
+        }
+        self
+    }
+    pub fn working_dir(mut self, dir: &str) -> Self {
+        self.working_dir = Some(dir.to_owned());
+        self
+    }
+    pub fn run_as_user(mut self, uid: i64) -> Self {
+        self.run_as_user = Some(uid);
+        self
+    }
+    pub fn run_as_group(mut self, gid: i64) -> Self {
+        self.run_as_group = Some(gid);
+        self
+    }
+    pub fn without_kubelet_labels(mut self) -> Self {
+        self.without_kubelet_labels = true;
+        self
+    }
+}
+
+/// A pod: a sandbox (host network, no hostname) and its containers.
+#[derive(Debug, Clone, Default)]
+pub struct PodSpec {
+    pub namespace: String,
+    pub name: String,
+    pub containers: Vec<ContainerSpec>,
+}
+
+impl PodSpec {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        PodSpec {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            containers: Vec::new(),
+        }
+    }
+    pub fn container(mut self, container: ContainerSpec) -> Self {
+        self.containers.push(container);
+        self
+    }
+}
+
+/// A started container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningContainer {
+    pub name: String,
+    /// The runtime's 64-hex container ID.
+    pub id: String,
+    /// Host PID of the container's first process.
+    pub pid: u32,
+}
+
+/// A started pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningPod {
+    pub pod_id: String,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub containers: Vec<RunningContainer>,
+}
+
+impl RunningPod {
+    pub fn container(&self, name: &str) -> Option<&RunningContainer> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+}
+
+/// An image to build from directories and import (see [`CriSandbox::import_image`]).
+#[derive(Debug, Clone, Default)]
+pub struct ImageBuild {
+    /// Full reference, e.g. `localhost/test/java:1`.
+    pub name: String,
+    /// Start from the busybox layer (shell and coreutils in the container).
+    pub busybox_base: bool,
+    /// Directories whose contents become layers, bottom to top (files owned by root in the image).
+    pub layers: Vec<PathBuf>,
+    /// `KEY=value` entries; `PATH` defaults to the usual directories when not given.
+    pub env: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: Option<String>,
+    /// Image config `User` (e.g. `1001` or `1001:0`).
+    pub user: Option<String>,
+}
+
+impl ImageBuild {
+    /// busybox plus one layer made of `dir`'s contents.
+    pub fn busybox_with_layer(name: &str, dir: impl Into<PathBuf>) -> Self {
+        ImageBuild {
+            name: name.to_owned(),
+            busybox_base: true,
+            layers: vec![dir.into()],
+            cmd: vec!["/bin/sleep".into(), "infinity".into()],
+            ..Default::default()
+        }
+    }
+}
+
+/// Timings of the last start, for reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartTimings {
+    pub containerd_ready: Duration,
+    pub images_imported: Duration,
+}
+
+/// A containerd started by this process; see the module documentation.
+pub struct CriSandbox {
+    dir: PathBuf,
+    socket: PathBuf,
+    containerd: Option<Child>,
+    rt: Option<tokio::runtime::Runtime>,
+    client: Option<RuntimeServiceClient>,
+    runtime_name: String,
+    cgroup_parent: String,
+    /// Compressed-free busybox layer (`digest`, `size`, path) reused by [`Self::import_image`].
+    busybox_layer: Layer,
+    counter: AtomicU64,
+    timings: StartTimings,
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    digest: String,
+    size: u64,
+    path: PathBuf,
+}
+
+impl CriSandbox {
+    /// `Err(reason)` when this machine cannot run the sandbox (not root, tools missing).
+    pub fn available() -> std::result::Result<(), String> {
+        if !is_root() {
+            return Err("needs root (containerd, runc, mounts)".into());
+        }
+        let missing: Vec<&str> = REQUIRED_TOOLS
+            .iter()
+            .copied()
+            .filter(|t| which(t).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "missing {} (run scripts/install-test-deps.sh)",
+                missing.join(", ")
+            ));
+        }
+        if !Path::new(BUSYBOX_DEB_CACHE).exists() && which("apt-get").is_none() {
+            return Err(format!(
+                "no {BUSYBOX_DEB_CACHE} and no apt-get to download it"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Start a sandbox, or print `SKIPPED: <test>: <why>` and return `None` when the machine
+    /// cannot run one. Under `CI=true` a missing prerequisite panics instead: CI must not pass
+    /// by skipping. A sandbox that should work but fails to start always panics.
+    pub fn start_or_skip(test: &str) -> Option<CriSandbox> {
+        if let Err(why) = Self::available() {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{test}: containerd sandbox unavailable under CI=true: {why}");
+            }
+            eprintln!("SKIPPED: {test}: containerd sandbox unavailable: {why}");
+            return None;
+        }
+        match Self::start() {
+            Ok(sb) => Some(sb),
+            Err(e) => panic!("{test}: containerd sandbox failed to start: {e:#}"),
+        }
+    }
+
+    /// Start containerd in a fresh directory under /tmp and import the busybox and pause images.
+    pub fn start() -> Result<CriSandbox> {
+        Self::available().map_err(|why| anyhow!("containerd sandbox unavailable: {why}"))?;
+        let n = SANDBOX_COUNTER.fetch_add(1, Ordering::Relaxed);
+        // Short path: unix socket paths must stay under 108 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("ri-cri-")
+            .tempdir_in("/tmp")
+            .context("creating the sandbox directory in /tmp")?
+            .keep();
+        let tag = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("ri-cri")
+            .to_owned();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("cri-sandbox")
+            .enable_all()
+            .build()
+            .context("building the sandbox's tokio runtime")?;
+        let mut sb = CriSandbox {
+            socket: dir.join("containerd.sock"),
+            dir,
+            containerd: None,
+            rt: Some(rt),
+            client: None,
+            runtime_name: String::new(),
+            cgroup_parent: format!("/{tag}-{}-{n}", std::process::id()),
+            busybox_layer: Layer {
+                digest: String::new(),
+                size: 0,
+                path: PathBuf::new(),
+            },
+            counter: AtomicU64::new(0),
+            timings: StartTimings::default(),
+        };
+        // On failure `sb` is dropped here, which stops whatever was started.
+        sb.boot()?;
+        Ok(sb)
+    }
+
+    fn boot(&mut self) -> Result<()> {
+        let started = Instant::now();
+        for sub in ["root", "state", "logs", "pods", "img", "cni/net.d"] {
+            fs::create_dir_all(self.dir.join(sub))?;
+        }
+        let config = self.dir.join("containerd.toml");
+        fs::write(&config, self.containerd_config()).context("writing containerd.toml")?;
+        let log = fs::File::create(self.dir.join("logs/containerd.log"))?;
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning containerd")?;
+        self.containerd = Some(child);
+
+        // Wait until the CRI plugin answers Version on the socket.
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let socket = self.socket_str()?.to_owned();
+        let version = loop {
+            if let Some(child) = self.containerd.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "containerd exited during startup ({status}); log:\n{}",
+                        self.log_tail()
+                    );
+                }
+            }
+            if self.socket.exists() {
+                let sock = socket.clone();
+                let attempt = self.block(async move {
+                    let mut c =
+                        api::connect_unix(&sock, Duration::from_secs(2), CALL_TIMEOUT).await?;
+                    let v = c
+                        .version(api::VersionRequest {
+                            version: "v1".into(),
+                        })
+                        .await?;
+                    Ok::<_, anyhow::Error>((c, v))
+                })?;
+                if let Ok((client, version)) = attempt {
+                    self.client = Some(client);
+                    break version;
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "containerd did not serve CRI on {} within {STARTUP_TIMEOUT:?}; log:\n{}",
+                    self.socket.display(),
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        self.runtime_name = version.runtime_name;
+        self.timings.containerd_ready = started.elapsed();
+
+        let img = Instant::now();
+        self.busybox_layer = self.build_busybox_layer()?;
+        let busybox = ImageBuild {
+            name: BUSYBOX_IMAGE.into(),
+            busybox_base: true,
+            cmd: vec!["/bin/sleep".into(), "infinity".into()],
+            ..Default::default()
+        };
+        let pause = ImageBuild {
+            name: PAUSE_IMAGE.into(),
+            busybox_base: true,
+            entrypoint: vec!["/bin/sleep".into(), "infinity".into()],
+            ..Default::default()
+        };
+        self.import_images(&[busybox, pause])?;
+        self.timings.images_imported = img.elapsed();
+        Ok(())
+    }
+
+    fn containerd_config(&self) -> String {
+        let d = self.dir.display();
+        // restrict_oom_score_adj: without CAP_SYS_RESOURCE in this environment runc cannot set
+        // the sandbox's oom_score_adj -998. CNI dirs point into the sandbox: pods use host
+        // network, so no CNI plugin is needed.
+        format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = []
+[grpc]
+  address = "{d}/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "{d}/runc-root"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{d}/cni/bin"
+    conf_dir = "{d}/cni/net.d"
+"#
+        )
+    }
+
+    /// The CRI socket (a plain path; the URI form is `unix://<path>`).
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `containerd`, as the runtime reports it in `Version`.
+    pub fn runtime_name(&self) -> &str {
+        &self.runtime_name
+    }
+
+    /// The sandbox's directory (containerd state, logs, image build files).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How long containerd took to serve CRI, and the base images to import.
+    pub fn timings(&self) -> StartTimings {
+        self.timings
+    }
+
+    /// PID of the containerd process this sandbox started.
+    pub fn containerd_pid(&self) -> Option<u32> {
+        self.containerd.as_ref().map(Child::id)
+    }
+
+    /// Build an image from `build` and import it under `build.name`; returns the name.
+    pub fn import_image(&self, build: &ImageBuild) -> Result<String> {
+        self.import_images(std::slice::from_ref(build))?;
+        Ok(build.name.clone())
+    }
+
+    /// Run a pod: sandbox, then each container created and started in order. The kubelet's
+    /// labels go on the sandbox and on every container (unless a container opts out).
+    pub fn run_pod(&self, spec: &PodSpec) -> Result<RunningPod> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let uid = format!("{}-{}-{n}", spec.name, std::process::id());
+        let log_dir = self.dir.join("pods").join(&uid);
+        fs::create_dir_all(&log_dir)?;
+        let pod_labels = HashMap::from([
+            (LABEL_NAMESPACE.to_owned(), spec.namespace.clone()),
+            (LABEL_POD_NAME.to_owned(), spec.name.clone()),
+            (LABEL_POD_UID.to_owned(), uid.clone()),
+        ]);
+        let pod_config = api::PodSandboxConfig {
+            metadata: Some(api::PodSandboxMetadata {
+                name: spec.name.clone(),
+                uid: uid.clone(),
+                namespace: spec.namespace.clone(),
+                attempt: 0,
+            }),
+            // hostname stays empty: containerd refuses one with host network.
+            log_directory: path_str(&log_dir)?.to_owned(),
+            labels: pod_labels.clone(),
+            linux: Some(api::LinuxPodSandboxConfig {
+                cgroup_parent: self.cgroup_parent.clone(),
+                security_context: Some(api::LinuxSandboxSecurityContext {
+                    namespace_options: Some(api::NamespaceOption {
+                        network: NamespaceMode::Node as i32,
+                        pid: NamespaceMode::Container as i32,
+                        ipc: NamespaceMode::Pod as i32,
+                        target_id: String::new(),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+
+        let mut client = self.client()?;
+        let request = api::RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: String::new(),
+        };
+        let pod_id = self
+            .block(async move { client.run_pod_sandbox(request).await })?
+            .with_context(|| format!("RunPodSandbox {}/{}", spec.namespace, spec.name))?
+            .pod_sandbox_id;
+
+        let mut containers = Vec::new();
+        for c in &spec.containers {
+            let config = container_config(c, &pod_labels)?;
+            let mut client = self.client()?;
+            let (pod, sandbox_config) = (pod_id.clone(), pod_config.clone());
+            let name = c.name.clone();
+            let started = self.block(async move {
+                let id = client
+                    .create_container(api::CreateContainerRequest {
+                        pod_sandbox_id: pod,
+                        config: Some(config),
+                        sandbox_config: Some(sandbox_config),
+                    })
+                    .await
+                    .with_context(|| format!("CreateContainer {name}"))?
+                    .container_id;
+                client
+                    .start_container(api::StartContainerRequest {
+                        container_id: id.clone(),
+                    })
+                    .await
+                    .with_context(|| format!("StartContainer {name} ({id})"))?;
+                let pid = wait_for_pid(&mut client, &id).await?;
+                Ok::<_, anyhow::Error>(RunningContainer { name, id, pid })
+            })??;
+            containers.push(started);
+        }
+        Ok(RunningPod {
+            pod_id,
+            namespace: spec.namespace.clone(),
+            name: spec.name.clone(),
+            uid,
+            containers,
+        })
+    }
+
+    /// Stop one container (it stays known to the runtime, in state EXITED).
+    pub fn stop_container(&self, container_id: &str) -> Result<()> {
+        let mut client = self.client()?;
+        let id = container_id.to_owned();
+        self.block(async move {
+            client
+                .stop_container(api::StopContainerRequest {
+                    container_id: id,
+                    timeout: 0,
+                })
+                .await
+        })?
+        .with_context(|| format!("StopContainer {container_id}"))?;
+        Ok(())
+    }
+
+    /// Stop and remove a pod and its containers.
+    pub fn stop_pod(&self, pod_id: &str) -> Result<()> {
+        let client = self.client()?;
+        let id = pod_id.to_owned();
+        self.block(remove_pod(client, id))?
+    }
+
+    /// Run `fut` to completion on the sandbox's runtime, from a helper thread, so this works
+    /// whether or not the caller is itself inside a tokio runtime.
+    fn block<F>(&self, fut: F) -> Result<F::Output>
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        let handle = self
+            .rt
+            .as_ref()
+            .ok_or_else(|| anyhow!("sandbox runtime already shut down"))?
+            .handle()
+            .clone();
+        std::thread::scope(|s| match s.spawn(move || handle.block_on(fut)).join() {
+            Ok(out) => Ok(out),
+            Err(panic) => std::panic::resume_unwind(panic),
+        })
+    }
+
+    fn client(&self) -> Result<RuntimeServiceClient> {
+        self.client
+            .clone()
+            .ok_or_else(|| anyhow!("sandbox is not connected to containerd"))
+    }
+
+    fn socket_str(&self) -> Result<&str> {
+        path_str(&self.socket)
+    }
+
+    fn log_tail(&self) -> String {
+        let text = fs::read_to_string(self.dir.join("logs/containerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Images
+
+    fn build_busybox_layer(&self) -> Result<Layer> {
+        let img = self.dir.join("img");
+        let deb = busybox_deb(&img)?;
+        let rootfs = img.join("busybox-rootfs");
+        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&rootfs))?;
+        let _ = fs::remove_dir_all(rootfs.join("usr/share"));
+        for d in [
+            "etc", "proc", "sys", "dev", "tmp", "root", "run", "var/www", "usr/bin", "usr/sbin",
+            "sbin",
+        ] {
+            fs::create_dir_all(rootfs.join(d))?;
+        }
+        let busybox = rootfs.join("bin/busybox");
+        let list = Command::new(&busybox)
+            .arg("--list")
+            .output()
+            .with_context(|| format!("running {} --list", busybox.display()))?;
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            let link = rootfs.join("bin").join(applet);
+            if !applet.is_empty() && !applet.contains('/') && fs::symlink_metadata(&link).is_err() {
+                std::os::unix::fs::symlink("busybox", &link)?;
+            }
+        }
+        fs::write(
+            rootfs.join("etc/os-release"),
+            "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.99.0\n\
+             PRETTY_NAME=\"Alpine Linux v3.99 (runtime-insights test image)\"\n",
+        )?;
+        fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        )?;
+        fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+        fs::write(
+            rootfs.join("var/www/index.html"),
+            "hello from runtime-insights\n",
+        )?;
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777))?;
+        self.layer_from_dir(&rootfs)
+    }
+
+    /// An uncompressed, reproducible layer tar of `dir` stored as a blob (digest == diff_id).
+    fn layer_from_dir(&self, dir: &Path) -> Result<Layer> {
+        if !dir.is_dir() {
+            bail!("image layer source {} is not a directory", dir.display());
+        }
+        let blobs = self.dir.join("img/oci/blobs/sha256");
+        fs::create_dir_all(&blobs)?;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join(format!("img/layer-{n}.tar"));
+        run(Command::new("tar")
+            .args([
+                "--sort=name",
+                "--mtime=2024-01-01 00:00:00",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+            ])
+            .arg("-C")
+            .arg(dir)
+            .args(["-cf"])
+            .arg(&tmp)
+            .arg("."))?;
+        let digest = sha256_file(&tmp)?;
+        let path = blobs.join(&digest);
+        fs::rename(&tmp, &path)?;
+        let size = fs::metadata(&path)?.len();
+        Ok(Layer { digest, size, path })
+    }
+
+    fn import_images(&self, builds: &[ImageBuild]) -> Result<()> {
+        let oci = self.dir.join("img/oci");
+        let blobs = oci.join("blobs/sha256");
+        fs::create_dir_all(&blobs)?;
+        // Only the blobs of these images go in the archive: one tar per import.
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let stage = self.dir.join(format!("img/import-{n}"));
+        let stage_blobs = stage.join("blobs/sha256");
+        fs::create_dir_all(&stage_blobs)?;
+        let mut manifests = Vec::new();
+        for build in builds {
+            let mut layers = Vec::new();
+            if build.busybox_base {
+                layers.push(self.busybox_layer.clone());
+            }
+            for dir in &build.layers {
+                layers.push(self.layer_from_dir(dir)?);
+            }
+            if layers.is_empty() {
+                bail!(
+                    "image {} has no layers (set busybox_base or layers)",
+                    build.name
+                );
+            }
+            for l in &layers {
+                link_or_copy(&l.path, &stage_blobs.join(&l.digest))?;
+            }
+            let mut env = build.env.clone();
+            if !env.iter().any(|e| e.starts_with("PATH=")) {
+                env.insert(
+                    0,
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                );
+            }
+            let mut config = serde_json::json!({
+                "Env": env,
+                "WorkingDir": build.working_dir.clone().unwrap_or_else(|| "/".into()),
+            });
+            if !build.entrypoint.is_empty() {
+                config["Entrypoint"] = serde_json::json!(build.entrypoint);
+            }
+            if !build.cmd.is_empty() {
+                config["Cmd"] = serde_json::json!(build.cmd);
+            }
+            if let Some(user) = &build.user {
+                config["User"] = serde_json::json!(user);
+            }
+            let image_config = serde_json::json!({
+                "architecture": oci_arch(),
+                "os": "linux",
+                "created": "2024-01-01T00:00:00Z",
+                "config": config,
+                "rootfs": {
+                    "type": "layers",
+                    "diff_ids": layers.iter().map(|l| format!("sha256:{}", l.digest)).collect::<Vec<_>>(),
+                },
+            });
+            let (config_digest, config_size) =
+                write_blob(&stage_blobs, &serde_json::to_vec(&image_config)?)?;
+            let manifest = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": format!("sha256:{config_digest}"),
+                    "size": config_size,
+                },
+                "layers": layers.iter().map(|l| serde_json::json!({
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": format!("sha256:{}", l.digest),
+                    "size": l.size,
+                })).collect::<Vec<_>>(),
+            });
+            let (manifest_digest, manifest_size) =
+                write_blob(&stage_blobs, &serde_json::to_vec(&manifest)?)?;
+            manifests.push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": format!("sha256:{manifest_digest}"),
+                "size": manifest_size,
+                "platform": {"architecture": oci_arch(), "os": "linux"},
+                "annotations": {"io.containerd.image.name": build.name},
+            }));
+        }
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
+        fs::write(stage.join("index.json"), serde_json::to_vec(&index)?)?;
+        fs::write(
+            stage.join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
+        let archive = self.dir.join(format!("img/import-{n}.tar"));
+        run(Command::new("tar")
+            .arg("-C")
+            .arg(&stage)
+            .arg("-cf")
+            .arg(&archive)
+            .args(["oci-layout", "index.json", "blobs"]))?;
+        run(Command::new("ctr")
+            .arg("-a")
+            .arg(&self.socket)
+            .args(["-n", "k8s.io", "images", "import"])
+            .arg(&archive))
+        .with_context(|| {
+            let names: Vec<&str> = builds.iter().map(|b| b.name.as_str()).collect();
+            format!("importing {}", names.join(", "))
+        })?;
+        let _ = fs::remove_dir_all(&stage);
+        let _ = fs::remove_file(&archive);
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Teardown
+
+    fn teardown(&mut self) {
+        // 1. Every pod of this containerd (tracked or not) stopped and removed while containerd
+        //    still runs, so runc shims exit and container processes die.
+        if let (Some(client), Some(_)) = (self.client.take(), self.rt.as_ref()) {
+            let result = self.block(async move {
+                let mut c = client.clone();
+                let pods = c
+                    .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+                    .await?;
+                let mut errors = Vec::new();
+                for p in pods.items {
+                    if let Err(e) = remove_pod(client.clone(), p.id.clone()).await {
+                        errors.push(format!("{}: {e:#}", p.id));
+                    }
+                }
+                Ok::<_, anyhow::Error>(errors)
+            });
+            match result {
+                Ok(Ok(errors)) if errors.is_empty() => {}
+                Ok(Ok(errors)) => eprintln!("cri_sandbox: removing pods: {}", errors.join("; ")),
+                Ok(Err(e)) | Err(e) => eprintln!("cri_sandbox: listing pods for removal: {e:#}"),
+            }
+        }
+        // The runtime may live inside a caller's async context: never block on its shutdown.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+        // 2. Our containerd, by PID: SIGTERM, then SIGKILL after a grace period.
+        if let Some(mut child) = self.containerd.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        // 3. Mounts left under our directory (overlay snapshots, shm), deepest first.
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let prefix = format!("{}/", self.dir.display());
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(1))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in ours {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
+        // 4. Our cgroup parent (v1: one per controller; v2: one).
+        let rel = self.cgroup_parent.trim_start_matches('/');
+        if !rel.is_empty() {
+            let mut dirs = vec![PathBuf::from("/sys/fs/cgroup").join(rel)];
+            if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
+                dirs.extend(entries.flatten().map(|e| e.path().join(rel)));
+            }
+            for d in dirs {
+                let _ = fs::remove_dir(d);
+            }
+        }
+        // 5. The directory itself.
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            eprintln!("cri_sandbox: removing {}: {e}", self.dir.display());
+        }
+    }
+}
+
+impl Drop for CriSandbox {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+async fn remove_pod(mut client: RuntimeServiceClient, pod_id: String) -> Result<()> {
+    client
+        .stop_pod_sandbox(api::StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .with_context(|| format!("StopPodSandbox {pod_id}"))?;
+    client
+        .remove_pod_sandbox(api::RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .with_context(|| format!("RemovePodSandbox {pod_id}"))?;
+    Ok(())
+}
+
+/// The host PID of a just-started container (the runtime may need a moment to report it).
+async fn wait_for_pid(client: &mut RuntimeServiceClient, id: &str) -> Result<u32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = client
+            .container_status(api::ContainerStatusRequest {
+                container_id: id.to_owned(),
+                verbose: true,
+            })
+            .await
+            .with_context(|| format!("ContainerStatus {id}"))?;
+        let info = status.info.get("info").map(String::as_str).unwrap_or("{}");
+        let pid = serde_json::from_str::<serde_json::Value>(info)
+            .ok()
+            .and_then(|v| v["pid"].as_u64())
+            .unwrap_or(0);
+        if pid > 0 {
+            return u32::try_from(pid).with_context(|| format!("container {id} pid {pid}"));
+        }
+        let state = status.status.map(|s| s.state).unwrap_or(-1);
+        if state == api::ContainerState::ContainerExited as i32 {
+            bail!("container {id} exited right after start");
+        }
+        if Instant::now() > deadline {
+            bail!("container {id} reported no PID within 10s (state {state})");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn container_config(
+    c: &ContainerSpec,
+    pod_labels: &HashMap<String, String>,
+) -> Result<api::ContainerConfig> {
+    let mut labels = HashMap::new();
+    if !c.without_kubelet_labels {
+        labels.clone_from(pod_labels);
+        labels.insert(LABEL_CONTAINER_NAME.to_owned(), c.name.clone());
+    }
+    let mounts = c
+        .mounts
+        .iter()
+        .map(|m| {
+            if !m.host_path.exists() {
+                bail!("bind mount source {} does not exist", m.host_path.display());
+            }
+            Ok(api::Mount {
+                container_path: m.container_path.clone(),
+                host_path: path_str(&m.host_path)?.to_owned(),
+                readonly: m.readonly,
+                ..Default::default()
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(api::ContainerConfig {
+        metadata: Some(api::ContainerMetadata {
+            name: c.name.clone(),
+            attempt: 0,
+        }),
+        image: Some(api::ImageSpec {
+            image: c.image.clone().unwrap_or_else(|| BUSYBOX_IMAGE.to_owned()),
+            ..Default::default()
+        }),
+        command: c.command.clone(),
+        args: c.args.clone(),
+        working_dir: c.working_dir.clone().unwrap_or_default(),
+        envs: c
+            .env
+            .iter()
+            .map(|(k, v)| api::KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        mounts,
+        labels,
+        log_path: format!("{}.log", c.name),
+        linux: Some(api::LinuxContainerConfig {
+            security_context: Some(api::LinuxContainerSecurityContext {
+                namespace_options: Some(api::NamespaceOption {
+                    network: NamespaceMode::Node as i32,
+                    pid: NamespaceMode::Container as i32,
+                    ipc: NamespaceMode::Pod as i32,
+                    target_id: String::new(),
+                }),
+                run_as_user: c.run_as_user.map(|value| api::Int64Value { value }),
+                run_as_group: c.run_as_group.map(|value| api::Int64Value { value }),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    })
+}
+
+/// The busybox-static .deb: the cached one, else downloaded into `dir`.
+fn busybox_deb(dir: &Path) -> Result<PathBuf> {
+    let cached = Path::new(BUSYBOX_DEB_CACHE);
+    if cached.is_file() {
+        return Ok(cached.to_owned());
+    }
+    let out = Command::new("apt-get")
+        .args(["download", "-qq", "busybox-static"])
+        .current_dir(dir)
+        .output()
+        .context("running apt-get download busybox-static")?;
+    let found = fs::read_dir(dir)?.flatten().map(|e| e.path()).find(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("busybox-static_") && n.ends_with(".deb"))
+    });
+    found.ok_or_else(|| {
+        anyhow!(
+            "no {BUSYBOX_DEB_CACHE} and apt-get download busybox-static failed: {} \
+             (run scripts/install-test-deps.sh)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })
+}
+
+fn write_blob(blobs: &Path, data: &[u8]) -> Result<(String, u64)> {
+    let tmp = blobs.join(format!(".tmp-{}", std::process::id()));
+    fs::write(&tmp, data)?;
+    let digest = sha256_file(&tmp)?;
+    fs::rename(&tmp, blobs.join(&digest))?;
+    Ok((digest, data.len() as u64))
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .context("running sha256sum")?;
+    if !out.status.success() {
+        bail!(
+            "sha256sum {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let digest = text.split_whitespace().next().unwrap_or_default();
+    if digest.len() != 64 {
+        bail!("sha256sum printed {text:?}");
+    }
+    Ok(digest.to_owned())
+}
+
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if to.exists() {
+        return Ok(());
+    }
+    fs::hard_link(from, to)
+        .or_else(|_| fs::copy(from, to).map(|_| ()))
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        let mut msg = String::new();
+        let _ = write!(msg, "{cmd:?} failed ({})", out.status);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !stderr.trim().is_empty() {
+            let _ = write!(msg, ": {}", stderr.trim());
+        }
+        bail!(msg);
+    }
+    Ok(())
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str()
+        .ok_or_else(|| anyhow!("path {} is not UTF-8", p.display()))
+}
+
+fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    // Effective UID from /proc (no libc dependency in the test kit).
+    let mut status = String::new();
+    let ok = fs::File::open("/proc/self/status")
+        .and_then(|f| f.take(64 * 1024).read_to_string(&mut status))
+        .is_ok();
+    ok && status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_in(pid: u32, path: &str) -> String {
+        fs::read_to_string(format!("/proc/{pid}/root{path}"))
+            .unwrap_or_else(|e| panic!("{path} in {pid}: {e}"))
+    }
+
+    /// Wait for a file the container writes (its command runs asynchronously to us).
+    fn wait_for_file(pid: u32, path: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/root{path}")) {
+                if text.ends_with('\n') {
+                    return text;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} never written in container {pid}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn bind_mounts_env_user_and_labels_reach_the_container() {
+        let Some(sb) =
+            CriSandbox::start_or_skip("bind_mounts_env_user_and_labels_reach_the_container")
+        else {
+            return;
+        };
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join("data.txt"), "from the host\n").unwrap();
+        let script = "echo probe > /ro/new 2>/dev/null; echo \"ro=$?\" > /tmp/result; \
+                      echo ok > /rw/written; exec /bin/sleep 3700";
+        let pod = sb
+            .run_pod(
+                &PodSpec::new("ns-a", "pod-a").container(
+                    ContainerSpec::new("c", &["/bin/sh", "-c", script])
+                        .env("GREETING", "hello")
+                        .mount(host.path(), "/ro", true)
+                        .mount(host.path(), "/rw", false)
+                        .run_as_user(0),
+                ),
+            )
+            .unwrap();
+        let c = pod.container("c").unwrap();
+        assert_eq!(c.id.len(), 64);
+        assert_eq!(
+            wait_for_file(c.pid, "/tmp/result"),
+            "ro=1\n",
+            "write to a read-only mount succeeded"
+        );
+        assert_eq!(read_in(c.pid, "/ro/data.txt"), "from the host\n");
+        assert_eq!(
+            fs::read_to_string(host.path().join("written")).unwrap(),
+            "ok\n"
+        );
+        let environ = fs::read(format!("/proc/{}/environ", c.pid)).unwrap();
+        assert!(String::from_utf8_lossy(&environ)
+            .split('\0')
+            .any(|kv| kv == "GREETING=hello"));
+        assert!(read_in(c.pid, "/etc/os-release").contains("ID=alpine"));
+        // A PID namespace per container: the command is PID 1 inside it.
+        let status = fs::read_to_string(format!("/proc/{}/status", c.pid)).unwrap();
+        let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+        assert!(nspid.trim_end().ends_with("\t1"), "{nspid}");
+        assert!(!sb.runtime_name().is_empty());
+        sb.stop_pod(&pod.pod_id).unwrap();
+        assert!(
+            !Path::new(&format!("/proc/{}", c.pid)).exists(),
+            "container process survived stop_pod"
+        );
+    }
+
+    #[test]
+    fn images_with_extra_layers_and_host_binaries() {
+        let Some(sb) = CriSandbox::start_or_skip("images_with_extra_layers_and_host_binaries")
+        else {
+            return;
+        };
+        let layer = tempfile::tempdir().unwrap();
+        fs::create_dir_all(layer.path().join("app")).unwrap();
+        fs::write(layer.path().join("app/hello.txt"), "layer content\n").unwrap();
+        let mut build = ImageBuild::busybox_with_layer("localhost/ri-test/layered:1", layer.path());
+        build.env.push("APP_HOME=/app".into());
+        build.working_dir = Some("/app".into());
+        let image = sb.import_image(&build).unwrap();
+
+        // No command: the image's Cmd (sleep infinity) runs, from the image's WorkingDir.
+        let mut spec = PodSpec::new("ns-b", "pod-b").container(ContainerSpec {
+            name: "layered".into(),
+            image: Some(image),
+            ..Default::default()
+        });
+        let node = Path::new("/usr/bin/node");
+        if node.exists() {
+            spec = spec.container(
+                ContainerSpec::new(
+                    "node",
+                    &["/usr/bin/node", "-e", "setInterval(() => {}, 1e6)"],
+                )
+                .mount(node, "/usr/bin/node", true)
+                .with_host_libraries(),
+            );
+        }
+        let pod = sb.run_pod(&spec).unwrap();
+        let layered = pod.container("layered").unwrap();
+        assert_eq!(read_in(layered.pid, "/app/hello.txt"), "layer content\n");
+        assert!(
+            read_in(layered.pid, "/etc/os-release").contains("ID=alpine"),
+            "busybox base missing"
+        );
+        let cwd = fs::read_link(format!("/proc/{}/cwd", layered.pid)).unwrap();
+        assert_eq!(cwd, Path::new("/app"));
+        let environ =
+            String::from_utf8_lossy(&fs::read(format!("/proc/{}/environ", layered.pid)).unwrap())
+                .into_owned();
+        assert!(
+            environ.split('\0').any(|kv| kv == "APP_HOME=/app"),
+            "{environ}"
+        );
+        if let Some(n) = pod.container("node") {
+            // Still running a moment later: the host's node found its libraries.
+            std::thread::sleep(Duration::from_millis(300));
+            let cmdline = fs::read(format!("/proc/{}/cmdline", n.pid)).unwrap();
+            assert!(
+                cmdline.starts_with(b"/usr/bin/node\0-e"),
+                "{}",
+                String::from_utf8_lossy(&cmdline)
+            );
+        } else {
+            eprintln!("note: /usr/bin/node absent on the host; host-binary mount not exercised");
+        }
+    }
+
+    #[test]
+    fn bind_mount_of_a_missing_path_is_a_clear_error() {
+        let Some(sb) = CriSandbox::start_or_skip("bind_mount_of_a_missing_path_is_a_clear_error")
+        else {
+            return;
+        };
+        let err = sb
+            .run_pod(&PodSpec::new("ns", "p").container(
+                ContainerSpec::new("c", &["/bin/true"]).mount("/nonexistent/ri", "/x", true),
+            ))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/ri"), "{err:#}");
+    }
+}
