@@ -27,6 +27,7 @@
 
 pub mod apiserver;
 pub mod certs;
+pub mod cri_sandbox;
 pub mod pods;
 
 pub use apiserver::{ApiServer, RecordedRequest};
