@@ -140,6 +140,19 @@ pub struct Hit<'a> {
     pub offset: u64,
     /// The needle and up to `after` bytes that follow it (fewer at the end of a range).
     pub bytes: &'a [u8],
+    len: usize,
+}
+
+impl Hit<'_> {
+    /// Length of the needle that matched.
+    pub fn needle_len(&self) -> usize {
+        self.len
+    }
+
+    /// The bytes after the needle.
+    pub fn rest(&self) -> &[u8] {
+        &self.bytes[self.len..]
+    }
 }
 
 /// An open ELF executable with its headers decoded.
@@ -583,6 +596,7 @@ impl ElfBinary {
                         needle,
                         offset: start + at as u64,
                         bytes: &buf[at..stop],
+                        len: needles[needle].len(),
                     };
                     if on_hit(hit).is_break() {
                         return Ok(cap - budget);
@@ -695,6 +709,22 @@ pub fn executable_paths(process: &ProcessFacts) -> Vec<String> {
         }
     }
     paths
+}
+
+/// Open the process's executable as ELF: the first of [`executable_paths`] that exists decides
+/// (a later candidate is only tried when an earlier one cannot be opened at all).
+pub fn open_executable(root: &Root, process: &ProcessFacts) -> Option<ElfBinary> {
+    for path in executable_paths(process) {
+        match ElfBinary::open(root, &path) {
+            Ok(elf) => return Some(elf),
+            Err(ElfError::Open { .. }) => continue,
+            Err(e) => {
+                tracing::debug!(pid = process.pid, error = %e, "executable is not usable ELF");
+                return None;
+            }
+        }
+    }
+    None
 }
 
 /// Last component of a path (`/usr/bin/node` → `node`).
