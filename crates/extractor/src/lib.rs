@@ -20,3 +20,4 @@ pub mod scan;
 pub mod scanner;
 pub mod scanner_proto;
 pub mod select;
+pub mod server;

@@ -1,0 +1,261 @@
+//! `runtime-extractor serve`: the unprivileged HTTPS service in front of the privileged
+//! scanner.
+//!
+//! It owns everything network-facing: TLS ([`tls`]), authentication and authorisation
+//! ([`auth`]), request validation, limits and the deadline ([`api`]), sharing and bounding of
+//! scans ([`scan_pool`], [`coalesce`]), the per-process result cache ([`cache`]), hashing on
+//! the way out, metrics ([`metrics`]) and the plain-HTTP probe port ([`health`]). The scanner
+//! is reached over its unix socket ([`crate::scanner_proto`]) and answers in clear text.
+
+pub mod api;
+pub mod auth;
+pub mod cache;
+pub mod coalesce;
+pub mod config;
+pub mod health;
+pub mod metrics;
+pub mod scan_pool;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+
+pub use config::{AuthMode, LogFormat, ServeArgs};
+
+use auth::Authenticator;
+use cache::ResultCache;
+use metrics::Metrics;
+use scan_pool::ScanPool;
+use tls::{ReloadingCert, TlsPolicy};
+
+/// How often cache entries of containers that stopped running are dropped.
+const CACHE_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// Bound on a client's TLS handshake and on sending its request headers.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Install the process logger (stderr; `RUST_LOG` filters, default `info`). Does nothing if
+/// a logger is already installed (e.g. by `main`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Run until SIGTERM or SIGINT, then shut down gracefully within `--shutdown-timeout`.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let server = start(args).await?;
+    wait_for_signal().await?;
+    tracing::info!("signal received, shutting down");
+    server.shutdown().await
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// A started server (listening on both ports).
+pub struct RunningServer {
+    api_addr: SocketAddr,
+    health_addr: SocketAddr,
+    handle: axum_server::Handle<SocketAddr>,
+    health_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    api_task: JoinHandle<std::io::Result<()>>,
+    health_task: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+    shutdown_timeout: Duration,
+    metrics: Arc<Metrics>,
+    pool: Arc<ScanPool>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("api_addr", &self.api_addr)
+            .field("health_addr", &self.health_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningServer {
+    /// Where the HTTPS API listens (useful with port 0).
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// Where `/healthz`, `/readyz` and `/metrics` listen.
+    pub fn health_addr(&self) -> SocketAddr {
+        self.health_addr
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn scans_in_flight(&self) -> usize {
+        self.pool.scans_in_flight()
+    }
+
+    /// Stop accepting, let in-flight requests finish within the shutdown timeout, then close
+    /// what is left (dropping a request cancels its scans).
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.handle.graceful_shutdown(Some(self.shutdown_timeout));
+        let grace = self.shutdown_timeout + Duration::from_secs(2);
+        match tokio::time::timeout(grace, &mut self.api_task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "API server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "API server task failed"),
+            Err(_) => {
+                tracing::warn!("API server did not stop in time; aborting");
+                self.api_task.abort();
+            }
+        }
+        if let Some(stop) = self.health_stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.health_task)
+            .await
+            .is_err()
+        {
+            self.health_task.abort();
+        }
+        for t in &self.background {
+            t.abort();
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn authenticator(args: &ServeArgs) -> anyhow::Result<Authenticator> {
+    Ok(match &args.auth {
+        AuthMode::None => {
+            if !args.insecure_allow_unauthenticated {
+                return Err(auth::AuthSetupError::NoneNotAllowed.into());
+            }
+            tracing::warn!("authentication is DISABLED (--auth none): anyone who reaches the API port can read this node's inventory");
+            Authenticator::None
+        }
+        AuthMode::TokenFile(path) => Authenticator::TokenFile(auth::TokenFileAuth::new(path)?),
+        AuthMode::Kubernetes => {
+            let client = auth::kube_client(args.kubeconfig.as_deref()).await?;
+            Authenticator::Kubernetes(auth::KubeAuth::new(
+                client,
+                &args.allow_users,
+                args.auth_cache_ttl,
+            ))
+        }
+    })
+}
+
+/// Validate the configuration, bind both ports and start serving.
+pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
+    // ring is the one provider in this build; kube's client needs a process default too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let policy = TlsPolicy::from_flags(&args.tls_min_version, &args.tls_cipher_suites)?;
+    for w in &policy.warnings {
+        tracing::warn!("{w}");
+    }
+    let cert = Arc::new(ReloadingCert::load(&args.tls_cert, &args.tls_key)?);
+    let server_config = policy.server_config(Arc::clone(&cert))?;
+    let auth = Arc::new(authenticator(&args).await?);
+
+    let metrics = Arc::new(Metrics::new());
+    let cache = Arc::new(ResultCache::new(args.cache_capacity, args.cache_max_age));
+    metrics.attach_cache(Arc::clone(&cache));
+    let pool = Arc::new(ScanPool::new(
+        args.scanner_socket.clone(),
+        args.max_concurrent_scans as usize,
+        cache,
+        Arc::clone(&metrics),
+    ));
+
+    let reloads = metrics.tls_reloads.clone();
+    let background = vec![
+        cert.spawn_poller(args.tls_reload_interval, move || {
+            reloads.inc();
+        }),
+        pool.spawn_pruner(CACHE_PRUNE_INTERVAL),
+    ];
+
+    // Health port first: a bind failure there must not leave the API half started.
+    let health_listener = tokio::net::TcpListener::bind(args.health_listen)
+        .await
+        .with_context(|| format!("binding the health port {}", args.health_listen))?;
+    let health_addr = health_listener.local_addr()?;
+    let api_listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("binding the API port {}", args.listen))?;
+    let api_addr = api_listener.local_addr()?;
+
+    let health_app = health::router(health::HealthState {
+        pool: Arc::clone(&pool),
+        metrics: Arc::clone(&metrics),
+    });
+    let (health_stop, health_stopped) = tokio::sync::oneshot::channel::<()>();
+    let health_task = tokio::spawn(async move {
+        axum::serve(health_listener, health_app)
+            .with_graceful_shutdown(async {
+                let _ = health_stopped.await;
+            })
+            .await
+    });
+
+    let api_app = api::router(api::ApiState {
+        pool: Arc::clone(&pool),
+        auth,
+        metrics: Arc::clone(&metrics),
+        request_timeout: args.request_timeout,
+    });
+    let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server_config));
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
+        .handshake_timeout(HANDSHAKE_TIMEOUT);
+    let handle = axum_server::Handle::new();
+    let mut server = axum_server::from_tcp(api_listener)?
+        .acceptor(acceptor)
+        .handle(handle.clone());
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(Some(HEADER_READ_TIMEOUT));
+    let api_task = tokio::spawn(async move { server.serve(api_app.into_make_service()).await });
+
+    tracing::info!(
+        api = %api_addr,
+        health = %health_addr,
+        scanner = %args.scanner_socket.display(),
+        auth = ?args.auth,
+        tls_min = ?policy.min_version,
+        "runtime-extractor serve listening"
+    );
+    Ok(RunningServer {
+        api_addr,
+        health_addr,
+        handle,
+        health_stop: Some(health_stop),
+        api_task,
+        health_task,
+        background,
+        shutdown_timeout: args.shutdown_timeout,
+        metrics,
+        pool,
+    })
+}
