@@ -548,7 +548,7 @@ impl ElfBinary {
         let finders: Vec<memmem::Finder<'_>> = needles
             .iter()
             .filter(|n| !n.is_empty())
-            .map(|n| memmem::Finder::new(n))
+            .map(memmem::Finder::new)
             .collect();
         if finders.len() != needles.len() {
             return Err(self.malformed("empty search pattern"));
@@ -661,7 +661,7 @@ fn parse_headers<Elf: FileHeader<Endian = Endianness>>(
                 Section {
                     name: String::new(),
                     sh_type: s.sh_type(endian).0,
-                    flags: s.sh_flags(endian).0.into(),
+                    flags: s.sh_flags(endian).0,
                     addr: s.sh_addr(endian).into(),
                     offset: s.sh_offset(endian).into(),
                     size: s.sh_size(endian).into(),
@@ -1104,7 +1104,7 @@ mod tests {
         for buffer in [1usize, 64, 100, 4096, SCAN_BUFFER] {
             let mut found = Vec::new();
             elf.scan_with_buffer(
-                &[range.clone()],
+                std::slice::from_ref(&range),
                 &[needle],
                 3,
                 MAX_SCAN_BYTES,
@@ -1129,15 +1129,21 @@ mod tests {
         }
         // Stopping early, and the byte cap.
         let mut count = 0;
-        elf.scan(&[range.clone()], &[needle], 0, MAX_SCAN_BYTES, |_| {
-            count += 1;
-            ControlFlow::Break(())
-        })
+        elf.scan(
+            std::slice::from_ref(&range),
+            &[needle],
+            0,
+            MAX_SCAN_BYTES,
+            |_| {
+                count += 1;
+                ControlFlow::Break(())
+            },
+        )
         .unwrap();
         assert_eq!(count, 1);
         let mut found = Vec::new();
         let read = elf
-            .scan_with_buffer(&[range.clone()], &[needle], 0, 200, 64, |hit| {
+            .scan_with_buffer(std::slice::from_ref(&range), &[needle], 0, 200, 64, |hit| {
                 found.push(hit.offset - range.start);
                 ControlFlow::Continue(())
             })
@@ -1147,7 +1153,7 @@ mod tests {
         // Several needles are reported in file order.
         let mut order = Vec::new();
         elf.scan(
-            &[range.clone()],
+            std::slice::from_ref(&range),
             &[b"v42", needle],
             0,
             MAX_SCAN_BYTES,
