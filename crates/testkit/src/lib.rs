@@ -29,6 +29,7 @@ pub mod apiserver;
 pub mod certs;
 pub mod cri_sandbox;
 pub mod pods;
+pub mod rootfs;
 
 pub use apiserver::{ApiServer, RecordedRequest};
 pub use certs::{install_crypto_provider, CertKey, TestCa};

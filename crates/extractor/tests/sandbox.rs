@@ -1,0 +1,392 @@
+//! The sandbox on real processes in real namespaces (no container runtime): a root filesystem
+//! built by the test, entered with unshare + pivot_root, running real interpreters.
+//! Needs root; skips loudly elsewhere and fails under CI=true.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use extractor::sandbox::{self, SandboxConfig, SandboxJob};
+use extractor::scan::{self, ScanOptions};
+use runtime_info::ContainerRuntimeInfo;
+use testkit::rootfs::{require, require_root, which, ContainOpts, Contained, TestRoot};
+
+fn helper() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_runtime-extractor"))
+}
+
+fn opts() -> ScanOptions {
+    ScanOptions {
+        sandbox: SandboxConfig {
+            helper: helper(),
+            timeout: Duration::from_secs(10),
+            ..SandboxConfig::default()
+        },
+        ..ScanOptions::default()
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn analyse(pid: u32) -> ContainerRuntimeInfo {
+    rt().block_on(scan::analyse_pid(&opts(), pid)).unwrap().1
+}
+
+fn start(root: &TestRoot, argv: &[&str]) -> Contained {
+    Contained::start(root, &ContainOpts::default(), argv).unwrap()
+}
+
+/// The job the scanner would build for a process tree.
+fn job_for(pid: u32) -> SandboxJob {
+    let procfs = extractor::process::Procfs::default();
+    let tree = procfs.tree(pid, 256);
+    let (candidates, uid, gid) = scan::plan(&tree).unwrap();
+    SandboxJob {
+        target_pid: pid,
+        target_start_time: tree[0].start_time,
+        uid,
+        gid,
+        candidates,
+    }
+}
+
+#[test]
+fn child_has_no_privileges_for_root_and_non_root_workloads() {
+    if !require_root("sandbox privileges") {
+        return;
+    }
+    let root = TestRoot::new().unwrap();
+    root.os_release("alpine", "3.20.2").unwrap();
+    for (uid, want) in [(None, 65534), (Some(1000), 1000)] {
+        let c = Contained::start(
+            &root,
+            &ContainOpts {
+                uid,
+                ..Default::default()
+            },
+            &["sleep", "300"],
+        )
+        .unwrap();
+        let report = rt()
+            .block_on(sandbox::run(&opts().sandbox, &job_for(c.pid)))
+            .unwrap();
+        let p = &report.privileges;
+        assert_eq!(p.uids, [want; 3], "real/effective/saved uid");
+        assert_eq!(p.gids, [want; 3]);
+        assert!(p.groups.is_empty());
+        assert_eq!(
+            (
+                p.cap_effective,
+                p.cap_permitted,
+                p.cap_inheritable,
+                p.cap_bounding,
+                p.cap_ambient
+            ),
+            (0, 0, 0, 0, 0)
+        );
+        assert!(p.no_new_privs);
+        assert!(p.fully_dropped());
+        // The child really was inside the container's mount namespace.
+        assert_eq!(report.info.os, "alpine");
+        assert_eq!(report.info.os_version, "3.20.2");
+    }
+}
+
+#[test]
+fn hostile_os_release_files_cannot_escape_or_stall() {
+    if !require_root("hostile os-release") {
+        return;
+    }
+    // A host file the container must never see.
+    let host_dir = tempfile::tempdir().unwrap();
+    let host_file = host_dir.path().join("os-release");
+    std::fs::write(&host_file, "ID=hostescape\nVERSION_ID=1\n").unwrap();
+
+    let symlinked = TestRoot::new().unwrap();
+    symlinked
+        .symlink("/etc/os-release", host_file.to_str().unwrap())
+        .unwrap();
+    symlinked
+        .symlink("/usr-lib-os-release-ignored", "/proc/1/root/etc/passwd")
+        .unwrap();
+
+    let huge = TestRoot::new().unwrap();
+    huge.sparse("/etc/os-release", 1 << 30).unwrap();
+
+    let fifo = TestRoot::new().unwrap();
+    fifo.mkfifo("/etc/os-release").unwrap();
+
+    for (name, root) in [("symlink", &symlinked), ("1 GiB", &huge), ("fifo", &fifo)] {
+        let c = start(root, &["sleep", "300"]);
+        let started = Instant::now();
+        let info = analyse(c.pid);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{name}: took {:?}",
+            started.elapsed()
+        );
+        assert_ne!(info.os, "hostescape", "{name}: read a host file");
+        // The bad /etc/os-release is skipped and the /usr/lib fallback (the host's /usr,
+        // bind-mounted into the test root) is used.
+        assert_eq!(info.os, "debian", "{name}: {info:?}");
+    }
+}
+
+#[test]
+fn a_node_that_is_a_shell_script_is_never_executed() {
+    if !require_root("no execution") {
+        return;
+    }
+    let root = TestRoot::new().unwrap();
+    root.os_release("debian", "12").unwrap();
+    let marker = "/tmp/executed-marker";
+    let script = format!("#!/bin/sh\ntouch {marker}\necho v99.0.0\n");
+    root.write_mode("/usr/local/bin/node", &script, 0o755)
+        .unwrap();
+    root.write_mode("/usr/local/bin/python3", &script, 0o755)
+        .unwrap();
+    root.write_mode("/usr/local/bin/java", &script, 0o755)
+        .unwrap();
+    // A process whose name is `node` and whose argv[0] is the script, as the reference would
+    // run `argv[0] --version`: its executable is a copy of sleep.
+    let sleep = which("sleep").unwrap();
+    root.copy_from_host(&sleep, "/app/node").unwrap();
+    let c = Contained::start(
+        &root,
+        &ContainOpts {
+            expect_argv: Some(vec!["/usr/local/bin/node".into(), "300".into()]),
+            env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
+            ..Default::default()
+        },
+        &["bash", "-c", "exec -a /usr/local/bin/node /app/node 300"],
+    )
+    .unwrap();
+    let info = analyse(c.pid);
+    assert_eq!(info.os, "debian");
+    assert_ne!(
+        info.kind_version, "v99.0.0",
+        "a version came from running the script"
+    );
+    assert!(!root.host_path(marker).exists(), "the script was executed");
+    assert!(
+        !Path::new(marker).exists(),
+        "the script was executed on the host"
+    );
+}
+
+#[test]
+fn real_node_and_python_in_a_namespace() {
+    if !require_root("real interpreters") {
+        return;
+    }
+    let root = TestRoot::new().unwrap();
+    root.os_release("debian", "12").unwrap();
+
+    let node = which("node").expect("node is installed on these machines");
+    let want_node = String::from_utf8(
+        Command::new(&node)
+            .arg("--version")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let node_path = std::fs::canonicalize(&node).unwrap();
+    let c = start(
+        &root,
+        &[
+            node_path.to_str().unwrap(),
+            "-e",
+            "setTimeout(()=>{}, 300000)",
+        ],
+    );
+    let info = analyse(c.pid);
+    assert_eq!(
+        (info.kind.as_str(), info.kind_version.as_str()),
+        ("Node.js", want_node.as_str())
+    );
+    assert_eq!(info.os, "debian");
+    drop(c);
+
+    let python = Path::new("/usr/bin/python3.11");
+    if !require(
+        "python in namespace",
+        (!python.exists()).then(|| "no /usr/bin/python3.11".into()),
+    ) {
+        return;
+    }
+    let out = Command::new(python).arg("--version").output().unwrap();
+    let want_py = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let c = start(
+        &root,
+        &["/usr/bin/python3.11", "-c", "import time; time.sleep(300)"],
+    );
+    let info = analyse(c.pid);
+    assert_eq!(
+        (info.kind.as_str(), info.kind_version.as_str()),
+        ("Python", want_py.as_str())
+    );
+}
+
+#[test]
+fn main_process_is_chosen_among_all_processes() {
+    if !require_root("process selection") {
+        return;
+    }
+    let root = TestRoot::new().unwrap();
+    root.os_release("debian", "12").unwrap();
+    // A shell wrapper with a sleep child first and python second: the reference would take
+    // the first leaf (sleep); we take the runtime.
+    let c = start(
+        &root,
+        &[
+            "/bin/bash",
+            "-c",
+            "sleep 300 & /usr/bin/python3.11 -c 'import time; time.sleep(300)' & sleep 0 & wait",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let info = loop {
+        let info = analyse(c.pid);
+        if !info.kind.is_empty() || Instant::now() > deadline {
+            break info;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(info.kind, "Python", "{info:?}");
+}
+
+#[test]
+fn vanished_and_replaced_processes_fail_alone() {
+    if !require_root("vanished process") {
+        return;
+    }
+    let mut child = Command::new("sleep").arg("300").spawn().unwrap();
+    let job = job_for(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let err = rt()
+        .block_on(sandbox::run(&opts().sandbox, &job))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("gone") || err.to_string().contains("sandbox failed"),
+        "{err}"
+    );
+
+    let child = Command::new("sleep").arg("300").spawn().unwrap();
+    let mut job = job_for(child.id());
+    job.target_start_time += 1; // as if the PID had been recycled
+    let err = rt()
+        .block_on(sandbox::run(&opts().sandbox, &job))
+        .unwrap_err();
+    assert!(err.to_string().contains("replaced"), "{err}");
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+
+    // Through the scan: an unknown PID is an error for that PID only.
+    let mut sleeper = Command::new("sleep").arg("300").spawn().unwrap();
+    let (found, errors) = rt().block_on(scan::scan_pids(&opts(), &[sleeper.id(), u32::MAX - 7]));
+    assert_eq!(found.len(), 1);
+    assert_eq!(errors.len(), 1);
+    sleeper.kill().unwrap();
+    let _ = sleeper.wait();
+}
+
+#[test]
+fn deadline_kills_the_whole_sandbox() {
+    if !require_root("sandbox deadline") {
+        return;
+    }
+    let mut sleeper = Command::new("sleep").arg("300").spawn().unwrap();
+    let mut o = opts();
+    o.sandbox.timeout = Duration::from_millis(1);
+    let started = Instant::now();
+    let err = rt()
+        .block_on(sandbox::run(&o.sandbox, &job_for(sleeper.id())))
+        .unwrap_err();
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(200));
+    // No helper is left behind.
+    let leftovers = Command::new("pgrep")
+        .args(["-f", "runtime-extractor __sandbox"])
+        .output()
+        .unwrap();
+    assert!(
+        leftovers.stdout.is_empty(),
+        "left: {}",
+        String::from_utf8_lossy(&leftovers.stdout)
+    );
+    sleeper.kill().unwrap();
+    let _ = sleeper.wait();
+}
+
+#[test]
+fn zombie_and_empty_argv_processes_are_harmless() {
+    if !require_root("zombies") {
+        return;
+    }
+    let root = TestRoot::new().unwrap();
+    root.os_release("debian", "12").unwrap();
+    // `sleep 0` exits and stays a zombie (empty cmdline, no exe) under a parent that never reaps.
+    let c = Contained::start(
+        &root,
+        &ContainOpts {
+            expect_argv: Some(vec!["sleep".into(), "300".into()]),
+            ..Default::default()
+        },
+        &["/bin/sh", "-c", "sleep 0 & exec sleep 300"],
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let info = analyse(c.pid);
+    assert_eq!(info.os, "debian");
+}
+
+#[test]
+fn cli_scan_pid_prints_json_keyed_by_pid() {
+    if !require_root("scan --pid") {
+        return;
+    }
+    let mut py = Command::new("/usr/bin/python3.11")
+        .args(["-c", "import time; time.sleep(300)"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let out = Command::new(helper())
+        .args(["scan", "--pid", &py.id().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[py.id().to_string()]["kind"], "Python");
+    let hashed = Command::new(helper())
+        .args(["scan", "--hash", "--pid", &py.id().to_string()])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&hashed.stdout).unwrap();
+    assert_eq!(
+        json[py.id().to_string()]["kind"],
+        runtime_info::anonymize("Python")
+    );
+    let bad = Command::new(helper())
+        .args(["scan", "--pid", "999999999"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(msg.lines().count(), 1, "{msg}");
+    assert!(msg.contains("unknown PID"), "{msg}");
+    py.kill().unwrap();
+    let _ = py.wait();
+}
