@@ -233,3 +233,67 @@ async fn socket_without_a_listener_is_a_clear_connect_error() {
         "cause missing: {msg}"
     );
 }
+
+/// The reference's crictl broke after a CRI-O restart: a long-lived client must keep working
+/// when the runtime goes away and comes back on the same socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_client_keeps_working_across_a_runtime_restart() {
+    let Some(mut sb) =
+        CriSandbox::start_or_skip("same_client_keeps_working_across_a_runtime_restart")
+    else {
+        return;
+    };
+    let pod = sb
+        .run_pod(
+            &PodSpec::new("ns", "survivor")
+                .container(ContainerSpec::new("c", &["/bin/sleep", "3631"])),
+        )
+        .unwrap();
+    let c = &pod.containers[0];
+    let cri = CriClient::connect(Some(sb.socket_path())).await.unwrap();
+    assert_eq!(cri.list_running(None).await.unwrap().len(), 1);
+
+    let t = Instant::now();
+    sb.restart_runtime().unwrap();
+    eprintln!("containerd restart: {:?}", t.elapsed());
+    let listed = cri.list_running(None).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(listed[0].id_hex, c.id);
+    assert_eq!(listed[0].pid, c.pid);
+}
+
+/// A listing asked while the runtime is down for a moment waits for it instead of failing.
+#[test]
+fn listing_during_a_runtime_restart_waits_for_the_runtime() {
+    let Some(mut sb) =
+        CriSandbox::start_or_skip("listing_during_a_runtime_restart_waits_for_the_runtime")
+    else {
+        return;
+    };
+    let pod = sb
+        .run_pod(
+            &PodSpec::new("ns", "p").container(ContainerSpec::new("c", &["/bin/sleep", "3641"])),
+        )
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cri = rt
+        .block_on(CriClient::connect(Some(sb.socket_path())))
+        .unwrap();
+    sb.stop_runtime();
+    let listed = std::thread::scope(|s| {
+        let restarter = s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            sb.start_runtime()
+        });
+        let listed = rt.block_on(cri.list_running(None));
+        restarter.join().unwrap().unwrap();
+        listed
+    })
+    .unwrap();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(listed[0].id_hex, pod.containers[0].id);
+}

@@ -367,10 +367,38 @@ impl CriSandbox {
         }
         let config = self.dir.join("containerd.toml");
         fs::write(&config, self.containerd_config()).context("writing containerd.toml")?;
-        let log = fs::File::create(self.dir.join("logs/containerd.log"))?;
+        let version = self.launch_containerd()?;
+        self.runtime_name = version.runtime_name;
+        self.timings.containerd_ready = started.elapsed();
+
+        let img = Instant::now();
+        self.busybox_layer = self.build_busybox_layer()?;
+        let busybox = ImageBuild {
+            name: BUSYBOX_IMAGE.into(),
+            busybox_base: true,
+            cmd: vec!["/bin/sleep".into(), "infinity".into()],
+            ..Default::default()
+        };
+        let pause = ImageBuild {
+            name: PAUSE_IMAGE.into(),
+            busybox_base: true,
+            entrypoint: vec!["/bin/sleep".into(), "infinity".into()],
+            ..Default::default()
+        };
+        self.import_images(&[busybox, pause])?;
+        self.timings.images_imported = img.elapsed();
+        Ok(())
+    }
+
+    /// Spawn containerd and wait until its CRI plugin answers `Version`.
+    fn launch_containerd(&mut self) -> Result<api::VersionResponse> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("logs/containerd.log"))?;
         let child = Command::new("containerd")
             .arg("--config")
-            .arg(&config)
+            .arg(self.dir.join("containerd.toml"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -378,10 +406,9 @@ impl CriSandbox {
             .context("spawning containerd")?;
         self.containerd = Some(child);
 
-        // Wait until the CRI plugin answers Version on the socket.
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let socket = self.socket_str()?.to_owned();
-        let version = loop {
+        loop {
             if let Some(child) = self.containerd.as_mut() {
                 if let Some(status) = child.try_wait()? {
                     bail!(
@@ -404,7 +431,7 @@ impl CriSandbox {
                 })?;
                 if let Ok((client, version)) = attempt {
                     self.client = Some(client);
-                    break version;
+                    return Ok(version);
                 }
             }
             if Instant::now() > deadline {
@@ -415,26 +442,52 @@ impl CriSandbox {
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
-        };
-        self.runtime_name = version.runtime_name;
-        self.timings.containerd_ready = started.elapsed();
+        }
+    }
 
-        let img = Instant::now();
-        self.busybox_layer = self.build_busybox_layer()?;
-        let busybox = ImageBuild {
-            name: BUSYBOX_IMAGE.into(),
-            busybox_base: true,
-            cmd: vec!["/bin/sleep".into(), "infinity".into()],
-            ..Default::default()
-        };
-        let pause = ImageBuild {
-            name: PAUSE_IMAGE.into(),
-            busybox_base: true,
-            entrypoint: vec!["/bin/sleep".into(), "infinity".into()],
-            ..Default::default()
-        };
-        self.import_images(&[busybox, pause])?;
-        self.timings.images_imported = img.elapsed();
+    /// SIGTERM our containerd (by PID), SIGKILL after a grace period, and reap it.
+    fn stop_containerd(&mut self) {
+        if let Some(mut child) = self.containerd.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stop containerd and start it again on the same state and socket, as a node's runtime
+    /// restart does. Running containers survive (their shims outlive containerd); CRI clients
+    /// connected before must cope with the socket going away and coming back.
+    pub fn restart_runtime(&mut self) -> Result<()> {
+        self.stop_runtime();
+        self.start_runtime()
+    }
+
+    /// Stop containerd only (containers keep running); [`Self::start_runtime`] brings it back.
+    /// Meanwhile the socket answers nothing, as during a node's runtime restart.
+    pub fn stop_runtime(&mut self) {
+        self.client = None;
+        self.stop_containerd();
+    }
+
+    /// Start containerd again after [`Self::stop_runtime`].
+    pub fn start_runtime(&mut self) -> Result<()> {
+        if self.containerd.is_some() {
+            bail!("containerd is already running");
+        }
+        self.launch_containerd()?;
         Ok(())
     }
 
@@ -856,24 +909,10 @@ disabled_plugins = []
             rt.shutdown_background();
         }
         // 2. Our containerd, by PID: SIGTERM, then SIGKILL after a grace period.
-        if let Some(mut child) = self.containerd.take() {
-            let pid = child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(50))
-                    }
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
-            }
-        }
+        self.stop_containerd();
+        // 2b. Last resort when pod removal failed: processes still in our cgroup parent, and
+        //     shims started for our socket, are ours; kill them by PID so nothing leaks.
+        self.kill_leftovers();
         // 3. Mounts left under our directory (overlay snapshots, shm), deepest first.
         let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
         let prefix = format!("{}/", self.dir.display());
@@ -886,13 +925,11 @@ disabled_plugins = []
         for m in ours {
             let _ = Command::new("umount").args(["-l", m]).status();
         }
-        // 4. Our cgroup parent (v1: one per controller; v2: one).
-        let rel = self.cgroup_parent.trim_start_matches('/');
-        if !rel.is_empty() {
-            let mut dirs = vec![PathBuf::from("/sys/fs/cgroup").join(rel)];
-            if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
-                dirs.extend(entries.flatten().map(|e| e.path().join(rel)));
-            }
+        // 4. Our cgroup parent and anything left below it, deepest first.
+        for root in self.cgroup_dirs() {
+            let mut dirs = Vec::new();
+            collect_dirs(&root, &mut dirs, 0);
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
             for d in dirs {
                 let _ = fs::remove_dir(d);
             }
@@ -900,6 +937,91 @@ disabled_plugins = []
         // 5. The directory itself.
         if let Err(e) = fs::remove_dir_all(&self.dir) {
             eprintln!("cri_sandbox: removing {}: {e}", self.dir.display());
+        }
+    }
+}
+
+impl CriSandbox {
+    /// Our cgroup parent under each hierarchy (v1: one per controller; v2: the unified one).
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let rel = self.cgroup_parent.trim_start_matches('/');
+        if rel.is_empty() {
+            return Vec::new();
+        }
+        let mut dirs = vec![PathBuf::from("/sys/fs/cgroup").join(rel)];
+        if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
+            dirs.extend(entries.flatten().map(|e| e.path().join(rel)));
+        }
+        dirs.retain(|d| d.is_dir());
+        dirs
+    }
+
+    fn kill_leftovers(&self) {
+        let mut pids = std::collections::BTreeSet::new();
+        for root in self.cgroup_dirs() {
+            let mut dirs = Vec::new();
+            collect_dirs(&root, &mut dirs, 0);
+            for d in dirs {
+                let procs = fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+            }
+        }
+        let socket = self.socket.display().to_string();
+        if let Ok(entries) = fs::read_dir("/proc") {
+            for e in entries.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                    continue;
+                };
+                let mut cmdline = Vec::new();
+                let read = fs::File::open(e.path().join("cmdline"))
+                    .and_then(|f| f.take(8192).read_to_end(&mut cmdline));
+                if read.is_err() {
+                    continue;
+                }
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                let is_shim = args
+                    .first()
+                    .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
+                if is_shim && args.iter().any(|a| *a == socket.as_bytes()) {
+                    pids.insert(pid);
+                }
+            }
+        }
+        pids.remove(&std::process::id());
+        if pids.is_empty() {
+            return;
+        }
+        eprintln!(
+            "cri_sandbox: killing leftover processes of {}: {pids:?}",
+            self.dir.display()
+        );
+        for pid in &pids {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pids
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `dir` and its subdirectories (bounded depth: cgroup trees are shallow).
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
+    if depth > 8 || !dir.is_dir() {
+        return;
+    }
+    out.push(dir.to_owned());
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_dirs(&e.path(), out, depth + 1);
+            }
         }
     }
 }

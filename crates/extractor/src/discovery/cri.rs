@@ -33,6 +33,13 @@ pub const ENDPOINT_ENV: &str = "CONTAINER_RUNTIME_ENDPOINT";
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Pauses before retrying a ListContainers the runtime could not answer (restart window).
+const UNAVAILABLE_RETRIES: [Duration; 3] = [
+    Duration::from_millis(250),
+    Duration::from_millis(750),
+    Duration::from_secs(2),
+];
+
 /// ContainerStatus calls in flight at once: keeps a 200-container node fast without
 /// flooding the runtime.
 const STATUS_CONCURRENCY: usize = 8;
@@ -146,13 +153,7 @@ impl CriClient {
                 ..Default::default()
             }),
         };
-        let listed = self
-            .client
-            .clone()
-            .list_containers(request)
-            .await
-            .map_err(|source| self.rpc_error("ListContainers", source))?
-            .containers;
+        let listed = self.list_with_retry(request).await?.containers;
 
         let wanted: Option<HashSet<&str>> =
             filter.map(|ids| ids.iter().map(|id| id.hex()).collect());
@@ -171,6 +172,34 @@ impl CriClient {
             .collect()
             .await;
         Ok(found.into_iter().flatten().collect())
+    }
+
+    /// ListContainers, retried while the runtime is briefly unavailable (a runtime restart
+    /// closes the socket for a moment; the channel reconnects on the next call).
+    async fn list_with_retry(
+        &self,
+        request: ListContainersRequest,
+    ) -> Result<cri_api::ListContainersResponse, DiscoveryError> {
+        let mut attempt = 0;
+        loop {
+            match self.client.clone().list_containers(request.clone()).await {
+                Ok(response) => return Ok(response),
+                Err(status)
+                    if status.code() == tonic::Code::Unavailable
+                        && attempt < UNAVAILABLE_RETRIES.len() =>
+                {
+                    let pause = UNAVAILABLE_RETRIES[attempt];
+                    tracing::info!(
+                        socket = %self.socket.display(),
+                        error = %status.message(),
+                        "CRI runtime unavailable; retrying ListContainers in {pause:?}"
+                    );
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                Err(status) => return Err(self.rpc_error("ListContainers", status)),
+            }
+        }
     }
 
     /// Host PID of one container from its verbose status, or `None` (logged) when it is gone,
