@@ -297,3 +297,28 @@ fn listing_during_a_runtime_restart_waits_for_the_runtime() {
     assert_eq!(listed.len(), 1, "{listed:#?}");
     assert_eq!(listed[0].id_hex, pod.containers[0].id);
 }
+
+/// The cgroup fallback finds the same PIDs the runtime reports, for real containers.
+#[test]
+fn cgroup_fallback_finds_the_runtime_reported_pids() {
+    let Some(sb) = CriSandbox::start_or_skip("cgroup_fallback_finds_the_runtime_reported_pids")
+    else {
+        return;
+    };
+    let pod = sb
+        .run_pod(
+            &PodSpec::new("ns", "p")
+                // A shell that forks a child: the child shares the cgroup but is not the init.
+                .container(ContainerSpec::new(
+                    "sh",
+                    &["/bin/sh", "-c", "/bin/sleep 3651 & wait"],
+                ))
+                .container(ContainerSpec::new("plain", &["/bin/sleep", "3652"])),
+        )
+        .unwrap();
+    let ids: Vec<&str> = pod.containers.iter().map(|c| c.id.as_str()).collect();
+    let found = extractor::discovery::cgroup::find_container_pids(Path::new("/proc"), &ids);
+    for c in &pod.containers {
+        assert_eq!(found.get(&c.id), Some(&c.pid), "{}: {found:?}", c.name);
+    }
+}

@@ -17,7 +17,7 @@ use super::cri_api::{
     self, ContainerFilter, ContainerState, ContainerStateValue, ContainerStatusRequest,
     ListContainersRequest, RuntimeServiceClient, VersionRequest,
 };
-use super::DiscoveryError;
+use super::{cgroup, DiscoveryError};
 
 /// Sockets tried, in order, when neither a path nor `CONTAINER_RUNTIME_ENDPOINT` is given.
 pub const DEFAULT_SOCKETS: [&str; 4] = [
@@ -32,6 +32,10 @@ pub const ENDPOINT_ENV: &str = "CONTAINER_RUNTIME_ENDPOINT";
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Internal marker: the status gave no PID, the cgroup fallback must find one. Never a real
+/// PID (0 is the kernel's idle task; `pid_from_info` rejects it).
+const PID_UNKNOWN: u32 = 0;
 
 /// Pauses before retrying a ListContainers the runtime could not answer (restart window).
 const UNAVAILABLE_RETRIES: [Duration; 3] = [
@@ -74,6 +78,9 @@ pub struct CriClient {
     socket: PathBuf,
     runtime_name: String,
     runtime_version: String,
+    /// Where the host's procfs is (for the cgroup fallback): `/proc` (the scanner runs with
+    /// hostPID).
+    proc_root: PathBuf,
 }
 
 impl CriClient {
@@ -120,6 +127,7 @@ impl CriClient {
             socket: socket.to_owned(),
             runtime_name: version.runtime_name,
             runtime_version: version.runtime_version,
+            proc_root: PathBuf::from("/proc"),
         })
     }
 
@@ -171,7 +179,42 @@ impl CriClient {
             .buffered(STATUS_CONCURRENCY)
             .collect()
             .await;
-        Ok(found.into_iter().flatten().collect())
+        let mut found: Vec<Container> = found.into_iter().flatten().collect();
+        self.fill_pids_from_cgroups(&mut found).await;
+        found.retain(|c| c.pid != PID_UNKNOWN);
+        Ok(found)
+    }
+
+    /// Containers whose status had no usable PID: one pass over /proc for their cgroups.
+    async fn fill_pids_from_cgroups(&self, found: &mut [Container]) {
+        let missing: Vec<String> = found
+            .iter()
+            .filter(|c| c.pid == PID_UNKNOWN)
+            .map(|c| c.id_hex.clone())
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let proc_root = self.proc_root.clone();
+        let lookup = tokio::task::spawn_blocking(move || {
+            let ids: Vec<&str> = missing.iter().map(String::as_str).collect();
+            cgroup::find_container_pids(&proc_root, &ids)
+        });
+        let pids = match lookup.await {
+            Ok(pids) => pids,
+            Err(e) => {
+                tracing::warn!(error = %e, "cgroup PID lookup failed");
+                return;
+            }
+        };
+        for c in found.iter_mut().filter(|c| c.pid == PID_UNKNOWN) {
+            match pids.get(&c.id_hex) {
+                Some(&pid) => c.pid = pid,
+                None => {
+                    tracing::debug!(container = %c.id_hex, "no process found in the container's cgroup; skipped")
+                }
+            }
+        }
     }
 
     /// ListContainers, retried while the runtime is briefly unavailable (a runtime restart
@@ -236,12 +279,12 @@ impl CriClient {
         let pid = match response.info.get("info").map(|s| pid_from_info(s)) {
             Some(Ok(pid)) => pid,
             Some(Err(why)) => {
-                tracing::debug!(container = %c.id, %why, "no host PID in verbose status; skipped");
-                return None;
+                tracing::debug!(container = %c.id, %why, "no host PID in verbose status; will look in cgroups");
+                PID_UNKNOWN
             }
             None => {
-                tracing::debug!(container = %c.id, "verbose status has no \"info\" entry; skipped");
-                return None;
+                tracing::debug!(container = %c.id, "verbose status has no \"info\" entry; will look in cgroups");
+                PID_UNKNOWN
             }
         };
         Some(Container {

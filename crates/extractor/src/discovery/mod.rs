@@ -1,10 +1,12 @@
 //! Container discovery: which Kubernetes containers run on this node, and their host PIDs.
 //!
 //! - [`cri`]: the CRI gRPC client ([`CriClient`]) and socket auto-detection;
-//! - [`cri_api`]: the hand-written CRI v1 messages (no protoc at build time).
+//! - [`cri_api`]: the hand-written CRI v1 messages (no protoc at build time);
+//! - [`cgroup`]: fallback host-PID lookup by cgroup membership.
 
 use std::path::PathBuf;
 
+pub mod cgroup;
 pub mod cri;
 pub mod cri_api;
 
