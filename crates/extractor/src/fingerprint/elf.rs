@@ -1198,4 +1198,64 @@ mod tests {
             "{dynamic:?}"
         );
     }
+
+    /// Cost of OS + Go/Node/Python detection for one container, on real binaries copied into
+    /// a root (page cache warm, as on a node scanning many containers of the same images).
+    #[test]
+    fn detection_cost_on_real_binaries() {
+        use super::super::{go, node, os, python};
+        let copies: &[(&str, &str, &str)] = &[
+            ("/usr/bin/node", "/usr/local/bin/node", "node"),
+            ("/usr/bin/python3.11", "/usr/bin/python3.11", "python3"),
+            ("/usr/lib/go-1.19/bin/go", "/usr/local/bin/app", "app"),
+        ];
+        let (dir, root) = root();
+        write(
+            dir.path(),
+            "/etc/os-release",
+            b"ID=debian\nVERSION_ID=\"12\"\n",
+        );
+        let mut processes = Vec::new();
+        for (host, inside, comm) in copies {
+            match std::fs::read(host) {
+                Ok(bytes) => write(dir.path(), inside, &bytes),
+                Err(_) => {
+                    assert!(
+                        std::env::var("CI").as_deref() != Ok("true"),
+                        "{host} is required when CI=true"
+                    );
+                    eprintln!("SKIPPED: detection cost for {host}: not on this machine");
+                    continue;
+                }
+            }
+            processes.push(ProcessFacts {
+                comm: (*comm).to_owned(),
+                exe: Some((*inside).to_owned()),
+                argv: vec![(*comm).to_owned()],
+                cwd: Some("/".into()),
+                ..Default::default()
+            });
+        }
+        for process in &processes {
+            let mut times = Vec::new();
+            let mut kind = String::new();
+            for _ in 0..15 {
+                let started = std::time::Instant::now();
+                let _ = os::detect(&root);
+                let d = go::detect(&root, process)
+                    .or_else(|| node::detect(&root, process))
+                    .or_else(|| python::detect(&root, process));
+                times.push(started.elapsed());
+                kind = d
+                    .map(|d| format!("{} {}", d.kind, d.version))
+                    .unwrap_or_default();
+            }
+            times.sort();
+            let median = times[times.len() / 2];
+            eprintln!("{}: {kind}: median {median:?}", process.comm);
+            assert!(!kind.trim().is_empty() && kind.contains(' '), "{kind}");
+            // Generous: debug builds and a busy 2-core machine; release is far below.
+            assert!(median < std::time::Duration::from_millis(100), "{median:?}");
+        }
+    }
 }

@@ -198,6 +198,15 @@ mod tests {
         );
         assert_eq!(run(&elf), None);
         assert_eq!(run(b"#!/bin/sh\nexec java -jar app.jar\n"), None);
+        // No executable at all, and an empty argv.
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        assert_eq!(detect(&root, &ProcessFacts::default()), None);
+        let p = ProcessFacts {
+            exe: Some("/work/application".into()),
+            ..Default::default()
+        };
+        assert_eq!(detect(&root, &p), None);
     }
 
     #[test]
