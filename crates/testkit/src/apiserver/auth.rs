@@ -160,6 +160,22 @@ pub(crate) fn token_review(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     ))
 }
 
+/// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews` ("who am I", GA since 1.28).
+pub(crate) fn self_subject_review(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
+    let id = ctx.identity.as_ref().ok_or_else(ApiError::unauthorized)?;
+    Ok(json_response(
+        201,
+        &json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": { "creationTimestamp": null },
+            "status": {
+                "userInfo": { "username": id.username, "uid": id.uid, "groups": id.groups },
+            },
+        }),
+    ))
+}
+
 fn invalid_sar(field: &str, value: &str, why: &str) -> ApiError {
     ApiError {
         details: Some(json!({

@@ -6,7 +6,8 @@
 //! - discovery: `GET /api`, `/api/v1`, `/apis`, `/apis/<group>`, `/apis/<group>/v1`;
 //! - pods: `GET /api/v1/pods`, `/api/v1/namespaces/{ns}/pods` (etcd key order, `limit`/`continue`
 //!   paging, `labelSelector`, `fieldSelector`), `/api/v1/namespaces/{ns}/pods/{name}`;
-//! - `POST /apis/authentication.k8s.io/v1/tokenreviews`, `/apis/authorization.k8s.io/v1/subjectaccessreviews`;
+//! - `POST /apis/authentication.k8s.io/v1/tokenreviews`, `.../v1/selfsubjectreviews` (who am I),
+//!   `/apis/authorization.k8s.io/v1/subjectaccessreviews`;
 //! - OpenShift `image.openshift.io/v1` images (get and list) when [`ApiServer::set_images`] gave some.
 //!
 //! Authentication is real: bearer tokens from [`ApiServer::add_user`], or a client certificate
@@ -459,7 +460,7 @@ impl ApiError {
         }
     }
 
-    fn unauthorized() -> ApiError {
+    pub(crate) fn unauthorized() -> ApiError {
         ApiError::new(401, "Unauthorized", "Unauthorized")
     }
 
@@ -586,6 +587,10 @@ async fn route(ctx: &Ctx<'_>, path: &str) -> Result<Response, ApiError> {
             post_only(ctx)?;
             auth::token_review(ctx)
         }
+        ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] => {
+            post_only(ctx)?;
+            auth::self_subject_review(ctx)
+        }
         ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] => {
             post_only(ctx)?;
             auth::subject_access_review(ctx)
@@ -665,6 +670,8 @@ fn group_info(group: &str, images_served: bool) -> Option<(Value, Value)> {
         "authentication.k8s.io" => json!([
             { "name": "tokenreviews", "singularName": "tokenreview", "namespaced": false,
               "kind": "TokenReview", "verbs": ["create"] },
+            { "name": "selfsubjectreviews", "singularName": "selfsubjectreview", "namespaced": false,
+              "kind": "SelfSubjectReview", "verbs": ["create"] },
         ]),
         "authorization.k8s.io" => json!([
             { "name": "subjectaccessreviews", "singularName": "subjectaccessreview",
