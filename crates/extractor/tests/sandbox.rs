@@ -390,3 +390,84 @@ fn cli_scan_pid_prints_json_keyed_by_pid() {
     py.kill().unwrap();
     let _ = py.wait();
 }
+
+#[test]
+fn real_jvm_applications_and_go_binary() {
+    use testkit::workloads;
+    if !require_root("JVM and Go in a namespace")
+        || !require("JVM workloads", workloads::jdk_unavailable())
+        || !require("Go workloads", workloads::go_unavailable())
+    {
+        return;
+    }
+    let build = tempfile::tempdir().unwrap();
+    let jdk = workloads::jdk_home().unwrap();
+    let (java_version, implementor) = workloads::jdk_release(&jdk).unwrap();
+    let java = jdk.join("bin/java");
+    let java = java.to_str().unwrap();
+
+    let root = TestRoot::new().unwrap();
+    root.os_release("rhel", "8.10").unwrap();
+    let sb = workloads::spring_boot_jar(build.path(), "3.1.4").unwrap();
+    root.copy_from_host(&sb, "/app/app.jar").unwrap();
+    let c = start(&root, &[java, "-jar", "/app/app.jar"]);
+    let info = analyse(c.pid);
+    assert_eq!(info.kind, "Java", "{info:?}");
+    assert_eq!(info.kind_version, java_version);
+    assert_eq!(info.kind_implementer, implementor);
+    assert_eq!(info.runtimes.len(), 1, "{info:?}");
+    assert_eq!(
+        (
+            info.runtimes[0].name.as_str(),
+            info.runtimes[0].version.as_str()
+        ),
+        ("Spring Boot", "3.1.4")
+    );
+    drop(c);
+
+    // Quarkus fast-jar, started with a relative jar from its working directory.
+    let q = workloads::quarkus_fast_jar(build.path(), "3.15.3.redhat-00002").unwrap();
+    let qroot = TestRoot::new().unwrap();
+    qroot.os_release("rhel", "8.10").unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(&q)
+        .arg(qroot.host_path("/deployments"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let c = Contained::start(
+        &qroot,
+        &ContainOpts {
+            cwd: Some("/deployments".into()),
+            uid: Some(185),
+            ..Default::default()
+        },
+        &[java, "-jar", "quarkus-run.jar"],
+    )
+    .unwrap();
+    let info = analyse(c.pid);
+    assert_eq!(info.kind, "Java", "{info:?}");
+    assert_eq!(info.runtimes.len(), 1, "{info:?}");
+    assert_eq!(
+        (
+            info.runtimes[0].name.as_str(),
+            info.runtimes[0].version.as_str()
+        ),
+        ("Quarkus", "3.15.3.redhat-00002")
+    );
+    drop(c);
+
+    let (go_bin, go_version) = workloads::go_sleeper(&build.path().join("go")).unwrap();
+    let groot = TestRoot::new().unwrap();
+    groot.os_release("debian", "12").unwrap();
+    // Named `node` on purpose: binary evidence beats the name.
+    groot.copy_from_host(&go_bin, "/app/node").unwrap();
+    let c = start(&groot, &["/app/node"]);
+    let info = analyse(c.pid);
+    assert_eq!(
+        (info.kind.as_str(), info.kind_version.as_str()),
+        ("Golang", go_version.as_str()),
+        "{info:?}"
+    );
+}

@@ -30,6 +30,7 @@ pub mod certs;
 pub mod cri_sandbox;
 pub mod pods;
 pub mod rootfs;
+pub mod workloads;
 
 pub use apiserver::{ApiServer, RecordedRequest};
 pub use certs::{install_crypto_provider, CertKey, TestCa};

@@ -1,0 +1,165 @@
+//! The runtime matrix of the tests: real programs built by the tests themselves (a Go binary,
+//! JVM applications laid out like Spring Boot and Quarkus fast-jar ones), and where the host's
+//! interpreters and JDK live. Building needs `go` and a JDK (`javac`, `jar`); see
+//! `scripts/install-test-deps.sh`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+
+use crate::rootfs::which;
+
+fn run(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Why Go workloads cannot be built here, if they cannot.
+pub fn go_unavailable() -> Option<String> {
+    which("go")
+        .is_none()
+        .then(|| "`go` not found (install golang-go)".into())
+}
+
+/// Why JVM workloads cannot be built here, if they cannot.
+pub fn jdk_unavailable() -> Option<String> {
+    match jdk_home() {
+        Some(home) if home.join("bin/javac").exists() && home.join("bin/jar").exists() => None,
+        _ => Some("no JDK with javac and jar (install openjdk-17-jdk-headless)".into()),
+    }
+}
+
+/// The JDK that `javac` on PATH belongs to (symlinks resolved).
+pub fn jdk_home() -> Option<PathBuf> {
+    let javac = std::fs::canonicalize(which("javac")?).ok()?;
+    Some(javac.parent()?.parent()?.to_path_buf())
+}
+
+/// `JAVA_VERSION` and `IMPLEMENTOR` of a JDK's release file.
+pub fn jdk_release(home: &Path) -> anyhow::Result<(String, String)> {
+    let text = std::fs::read_to_string(home.join("release"))?;
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(|v| v.trim_matches('"').to_owned())
+            .unwrap_or_default()
+    };
+    Ok((get("JAVA_VERSION"), get("IMPLEMENTOR")))
+}
+
+/// A static Go program that sleeps forever, built into `dir`; returns (path, `go1.x.y`).
+pub fn go_sleeper(dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join("go.mod"),
+        "module example.com/sleeper\n\ngo 1.17\n",
+    )?;
+    std::fs::write(
+        dir.join("main.go"),
+        "package main\n\nimport \"time\"\n\nfunc main() { time.Sleep(1 << 62) }\n",
+    )?;
+    let out = dir.join("sleeper");
+    let cache = dir.join(".gocache");
+    run(Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir(dir)
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", &cache)
+        .env("GOPATH", dir.join(".gopath"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GO111MODULE", "on"))?;
+    let version = run(Command::new("go")
+        .args(["env", "GOVERSION"])
+        .env("GOCACHE", &cache))?;
+    Ok((out, version))
+}
+
+/// Compile one Java class `fqcn` whose `main` sleeps forever into `classes`.
+fn sleeping_class(classes: &Path, fqcn: &str) -> anyhow::Result<()> {
+    let (package, name) = fqcn.rsplit_once('.').unwrap_or(("", fqcn));
+    let src_dir = classes.with_extension("src");
+    std::fs::create_dir_all(&src_dir)?;
+    let src = src_dir.join(format!("{name}.java"));
+    let pkg = if package.is_empty() {
+        String::new()
+    } else {
+        format!("package {package};\n")
+    };
+    std::fs::write(
+        &src,
+        format!("{pkg}public class {name} {{ public static void main(String[] a) throws Exception {{ Thread.sleep(Long.MAX_VALUE); }} }}\n"),
+    )?;
+    let home = jdk_home().context("no JDK")?;
+    run(Command::new(home.join("bin/javac"))
+        .arg("-d")
+        .arg(classes)
+        .arg(&src))?;
+    Ok(())
+}
+
+fn jar(out: &Path, manifest: &str, classes: &Path) -> anyhow::Result<()> {
+    let home = jdk_home().context("no JDK")?;
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mf = out.with_extension("mf");
+    std::fs::write(&mf, manifest)?;
+    run(Command::new(home.join("bin/jar"))
+        .arg("--create")
+        .arg("--file")
+        .arg(out)
+        .arg("--manifest")
+        .arg(&mf)
+        .arg("-C")
+        .arg(classes)
+        .arg("."))?;
+    std::fs::remove_file(&mf)?;
+    Ok(())
+}
+
+/// A Spring Boot-style executable jar at `dir/app.jar` whose launcher class really runs.
+pub fn spring_boot_jar(dir: &Path, version: &str) -> anyhow::Result<PathBuf> {
+    let launcher = "org.springframework.boot.loader.launch.JarLauncher";
+    let classes = dir.join("sb-classes");
+    sleeping_class(&classes, launcher)?;
+    let out = dir.join("app.jar");
+    jar(
+        &out,
+        &format!("Main-Class: {launcher}\nStart-Class: com.example.App\nSpring-Boot-Version: {version}\n"),
+        &classes,
+    )?;
+    Ok(out)
+}
+
+/// A Quarkus fast-jar layout under `dir/quarkus-app/` (`quarkus-run.jar` + the bootstrap
+/// runner jar in `lib/boot/`, which holds the real entry point class).
+pub fn quarkus_fast_jar(dir: &Path, version: &str) -> anyhow::Result<PathBuf> {
+    let entry = "io.quarkus.bootstrap.runner.QuarkusEntryPoint";
+    let app = dir.join("quarkus-app");
+    let classes = dir.join("q-classes");
+    sleeping_class(&classes, entry)?;
+    let runner = format!("lib/boot/io.quarkus.quarkus-bootstrap-runner-{version}.jar");
+    jar(
+        &app.join(&runner),
+        &format!(
+            "Implementation-Title: quarkus-bootstrap-runner\nImplementation-Version: {version}\n"
+        ),
+        &classes,
+    )?;
+    let empty = dir.join("q-empty");
+    std::fs::create_dir_all(&empty)?;
+    jar(
+        &app.join("quarkus-run.jar"),
+        &format!("Main-Class: {entry}\nClass-Path: {runner}\n"),
+        &empty,
+    )?;
+    Ok(app)
+}
