@@ -735,3 +735,40 @@ async fn dropping_the_server_stops_it() {
         .expect("a stopped server must not hang the client");
     assert!(result.is_err());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn server_answers_while_the_test_runtime_is_blocked() {
+    let server = server().await;
+    server.set_pods(vec![pod("a", "p")]);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig, TOKEN);
+    // Stands in for a CLI subprocess: another thread with its own runtime, joined synchronously,
+    // which blocks this (single-threaded) test runtime until it is done.
+    let count = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let config = kube::Config::from_custom_kubeconfig(
+                Kubeconfig::read_from(&kubeconfig).unwrap(),
+                &KubeConfigOptions::default(),
+            )
+            .await
+            .unwrap();
+            let api: Api<Pod> = Api::all(Client::try_from(config).unwrap());
+            api.list(&ListParams::default()).await.unwrap().items.len()
+        })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[test]
+fn start_blocking_needs_no_runtime() {
+    let server = ApiServer::start_blocking();
+    assert!(server.url().starts_with("https://127.0.0.1:"));
+    assert!(server.ca_pem().contains("BEGIN CERTIFICATE"));
+}

@@ -82,7 +82,6 @@ pub struct ApiServer {
     url: String,
     ca: TestCa,
     handle: axum_server::Handle<SocketAddr>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -127,8 +126,15 @@ impl ApiServer {
     /// Starts the server on `127.0.0.1:<ephemeral>` with a serving certificate (for 127.0.0.1,
     /// ::1 and localhost) from its own [`TestCa`]. Also installs the ring crypto provider.
     ///
+    /// The server runs on its own thread and tokio runtime, so it keeps answering while the test
+    /// blocks (e.g. waiting synchronously for a CLI subprocess that talks to it).
     /// Panics if the port cannot be bound or TLS cannot be configured (test fixture).
     pub async fn start() -> ApiServer {
+        ApiServer::start_blocking()
+    }
+
+    /// [`ApiServer::start`] for synchronous tests (no runtime needed).
+    pub fn start_blocking() -> ApiServer {
         crate::certs::install_crypto_provider();
         let ca = TestCa::new("testkit-apiserver-ca");
         let serving = ca.issue_server(
@@ -140,6 +146,7 @@ impl ApiServer {
         );
         let tls = tls_config(&ca, &serving.cert_pem, &serving.key_pem);
 
+        // Bound here, so connections made before the server thread runs wait in the backlog.
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap_or_else(|e| panic!("testkit apiserver: binding 127.0.0.1:0: {e}"));
         let addr = listener
@@ -156,20 +163,44 @@ impl ApiServer {
             .fallback(dispatch)
             .with_state(shared.clone());
         let handle = axum_server::Handle::new();
-        let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls))
-            .unwrap_or_else(|e| panic!("testkit apiserver: listener: {e}"))
-            .handle(handle.clone());
-        let task = tokio::spawn(async move {
-            if let Err(e) = server.serve(app.into_make_service()).await {
-                tracing::error!("testkit apiserver stopped: {e}");
-            }
-        });
+        let thread_handle = handle.clone();
+        std::thread::Builder::new()
+            .name(format!("testkit-apiserver-{}", addr.port()))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("testkit apiserver: tokio runtime: {e}");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let server = match axum_server::from_tcp_rustls(
+                        listener,
+                        RustlsConfig::from_config(tls),
+                    ) {
+                        Ok(server) => server.handle(thread_handle),
+                        Err(e) => {
+                            tracing::error!("testkit apiserver: listener: {e}");
+                            return;
+                        }
+                    };
+                    if let Err(e) = server.serve(app.into_make_service()).await {
+                        tracing::error!("testkit apiserver stopped: {e}");
+                    }
+                });
+                // Dropping the runtime here ends open connections too.
+            })
+            .unwrap_or_else(|e| panic!("testkit apiserver: spawning its thread: {e}"));
         ApiServer {
             shared,
             url: format!("https://{addr}"),
             ca,
             handle,
-            task,
         }
     }
 
@@ -349,7 +380,6 @@ impl ApiServer {
 impl Drop for ApiServer {
     fn drop(&mut self) {
         self.handle.shutdown();
-        self.task.abort();
     }
 }
 
