@@ -17,7 +17,8 @@ const TABLE: &str = include_str!("frameworks.toml");
 /// Most `Class-Path` manifest entries looked at per jar.
 const MAX_CLASS_PATH_ENTRIES: usize = 4096;
 /// Most jars opened while looking for the one that holds a main class.
-const MAX_JARS_OPENED: usize = 256;
+/// (The `main-jar` hint normally makes it the first one.)
+const MAX_JARS_OPENED: usize = 64;
 
 /// Where a framework's version is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -869,6 +869,76 @@ pub(crate) mod tests {
         ));
     }
 
+    /// Real jars on this machine (the JDK's, Debian's /usr/share/java) read the same as with
+    /// the `zip` crate: every entry name, and the manifest bytes.
+    #[test]
+    fn real_jars_agree_with_the_zip_crate() {
+        let mut jars: Vec<std::path::PathBuf> = Vec::new();
+        for dir in ["/usr/share/java"]
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .chain(
+                std::fs::read_dir("/usr/lib/jvm")
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path().join("lib")),
+            )
+        {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "jar") && p.is_file() && !p.is_symlink() {
+                    jars.push(p);
+                }
+            }
+        }
+        jars.sort();
+        jars.truncate(40);
+        if jars.is_empty() {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "no real jars in CI"
+            );
+            eprintln!("SKIPPED: no real jars under /usr/share/java or /usr/lib/jvm/*/lib");
+            return;
+        }
+        for path in &jars {
+            let bytes = std::fs::read(path).unwrap();
+            let mut reference = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+            let names: Vec<String> = reference
+                .file_names()
+                .map(|n| n.unwrap().into_owned())
+                .collect();
+            let root = Root::open(path.parent().unwrap()).unwrap();
+            let jar = Jar::open(&root, path.file_name().unwrap().to_str().unwrap()).unwrap();
+            let mut ours: Vec<String> = jar
+                .scan(|_| true, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            let mut theirs = names.clone();
+            ours.sort();
+            theirs.sort();
+            assert_eq!(ours, theirs, "{}", path.display());
+            let expected = reference.by_name("META-INF/MANIFEST.MF").ok().map(|mut m| {
+                let mut v = Vec::new();
+                m.read_to_end(&mut v).unwrap();
+                v
+            });
+            if let Some(expected) = expected {
+                let e = jar.find("META-INF/MANIFEST.MF").unwrap().unwrap();
+                assert_eq!(
+                    jar.read(&e, MAX_MANIFEST).unwrap(),
+                    expected,
+                    "{}",
+                    path.display()
+                );
+            }
+        }
+    }
+
     #[test]
     fn prefixed_executable_jar_and_nested_jars() {
         let inner = build_jar(&[(

@@ -75,9 +75,7 @@ fn real_exe(process: &ProcessFacts) -> Option<&str> {
 
 /// `rel` against `base` (container paths; `..` and symlinks are resolved by the [`Root`]).
 pub(crate) fn join_path(base: &str, rel: &str) -> String {
-    if rel.starts_with('/') {
-        rel.to_owned()
-    } else if base.is_empty() || base == "." {
+    if rel.starts_with('/') || base.is_empty() || base == "." {
         rel.to_owned()
     } else {
         format!("{}/{}", base.trim_end_matches('/'), rel)
@@ -384,16 +382,15 @@ fn expand_class_path(root: &Root, process: &ProcessFacts, class_path: &str) -> V
 fn runtimes(root: &Root, process: &ProcessFacts) -> Vec<RuntimeComponent> {
     let launch = parse_launch(root, process);
     if let Some(jar) = launch.jar.as_deref() {
+        // The server product first, then table rows (the reference's output-file order).
+        let mut found: Vec<RuntimeComponent> = Vec::new();
         if jar.ends_with("jboss-modules.jar") {
-            return jboss_home(process, &launch)
-                .and_then(|home| jboss::detect(root, &home))
-                .into_iter()
-                .collect();
+            found.extend(jboss_home(process, &launch).and_then(|home| jboss::detect(root, &home)));
         }
-        return match absolute(process, jar) {
-            Some(path) => frameworks::from_executable_jar(root, &path),
-            None => Vec::new(),
-        };
+        if let Some(path) = absolute(process, jar) {
+            found.extend(frameworks::from_executable_jar(root, &path));
+        }
+        return found;
     }
     let Some(main_class) = launch.main_class.as_deref() else {
         return Vec::new();
