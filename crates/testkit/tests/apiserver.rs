@@ -627,14 +627,13 @@ fn image_resource() -> ApiResource {
 }
 
 fn image(name: &str) -> serde_json::Value {
-    json!({
-        "metadata": { "name": name },
-        "dockerImageReference": format!("quay.io/x/y@{name}"),
-        "dockerImageLayers": [
-            { "name": "sha256:aaaa", "size": 10, "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip" },
-        ],
-        "dockerImageMetadata": { "kind": "DockerImage", "apiVersion": "1.0" },
-    })
+    testkit::apiserver::openshift_image(
+        name,
+        &format!("quay.io/x/y@{name}"),
+        &["sha256:aaaa", "sha256:bbbb"],
+        &["/usr/bin/java"],
+        &["-jar", "/app.jar"],
+    )
 }
 
 #[tokio::test]
@@ -658,9 +657,14 @@ async fn openshift_images_present_and_absent() {
     let got = images.get(name).await.unwrap();
     assert_eq!(got.metadata.name.as_deref(), Some(name));
     assert_eq!(
-        got.data["dockerImageLayers"][0]["name"],
-        json!("sha256:aaaa")
+        got.data["dockerImageLayers"][1]["name"],
+        json!("sha256:bbbb")
     );
+    assert_eq!(
+        got.data["dockerImageMetadata"]["ContainerConfig"]["Entrypoint"],
+        json!(["/usr/bin/java"])
+    );
+    assert!(got.metadata.resource_version.is_some());
     let err = api_error(images.get("sha256:9999").await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (404, "NotFound"));
     assert_eq!(

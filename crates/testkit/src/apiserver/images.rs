@@ -11,6 +11,58 @@ use super::{auth, json_response, list_item, ApiError, Ctx};
 const GROUP: &str = "image.openshift.io";
 const API_VERSION: &str = "image.openshift.io/v1";
 
+/// An OpenShift Image object shaped like `oc get image <name> -o json`: `dockerImageReference`,
+/// `dockerImageLayers` (names = `layers`) and `dockerImageMetadata` (a docker 1.0 `DockerImage`
+/// whose `ContainerConfig` and `Config` carry `entrypoint` / `cmd`; empty slices are omitted).
+pub fn openshift_image(
+    name: &str,
+    reference: &str,
+    layers: &[&str],
+    entrypoint: &[&str],
+    cmd: &[&str],
+) -> Value {
+    let mut config = json!({});
+    if !entrypoint.is_empty() {
+        config["Entrypoint"] = json!(entrypoint);
+    }
+    if !cmd.is_empty() {
+        config["Cmd"] = json!(cmd);
+    }
+    let layers: Vec<Value> = layers
+        .iter()
+        .map(|l| {
+            json!({
+                "name": l,
+                "size": 1024,
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Image",
+        "apiVersion": API_VERSION,
+        "metadata": {
+            "name": name,
+            "creationTimestamp": "2025-01-01T00:00:00Z",
+            "annotations": { "image.openshift.io/dockerLayersOrder": "ascending" },
+        },
+        "dockerImageReference": reference,
+        "dockerImageMetadata": {
+            "kind": "DockerImage",
+            "apiVersion": "1.0",
+            "Id": name,
+            "Created": "2025-01-01T00:00:00Z",
+            "ContainerConfig": config.clone(),
+            "Config": config,
+            "Architecture": "amd64",
+            "Size": 1024 * layers.len(),
+        },
+        "dockerImageMetadataVersion": "1.0",
+        "dockerImageLayers": layers,
+        "dockerImageManifestMediaType": "application/vnd.docker.distribution.manifest.v2+json",
+    })
+}
+
 /// Keys images by `metadata.name`, adding the fields a stored object always has.
 pub(crate) fn index(images: Vec<Value>, rv: u64) -> BTreeMap<String, Value> {
     let mut map = BTreeMap::new();

@@ -51,6 +51,7 @@ use serde_json::{json, Value};
 use crate::certs::{pem_to_der, TestCa};
 
 pub use auth::Identity;
+pub use images::openshift_image;
 
 /// Largest request body accepted (review objects are tiny).
 const MAX_BODY: usize = 1 << 20;
