@@ -229,6 +229,39 @@ pub async fn scan_host(
         .collect())
 }
 
+/// Containers of this node (all, or only `requested`) through the CRI, then analysed.
+///
+/// The answer's key for a container is the ID as the caller wrote it when it carried a
+/// prefix (the operator looks results up by its own string), else the runtime's form.
+pub async fn scan_node(
+    opts: &ScanOptions,
+    cri: &crate::discovery::CriClient,
+    requested: &[runtime_info::ContainerId],
+    list_only: bool,
+) -> Result<Vec<ScannedContainer>, crate::discovery::DiscoveryError> {
+    let filter = (!requested.is_empty()).then_some(requested);
+    let containers = cri.list_running(filter).await?;
+    let asked_as: std::collections::HashMap<&str, String> = requested
+        .iter()
+        .filter(|id| id.runtime().is_some())
+        .map(|id| (id.hex(), id.to_string()))
+        .collect();
+    let targets = containers
+        .into_iter()
+        .map(|c| Target {
+            container_id: asked_as
+                .get(c.id_hex.as_str())
+                .cloned()
+                .unwrap_or(c.kubernetes_id),
+            namespace: c.namespace,
+            pod: c.pod,
+            container: c.name,
+            pid: c.pid,
+        })
+        .collect();
+    Ok(scan_targets(opts, targets, list_only).await)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,37 +296,4 @@ mod tests {
         assert_eq!(uid, 0);
         assert!(plan(&[]).is_none());
     }
-}
-
-/// Containers of this node (all, or only `requested`) through the CRI, then analysed.
-///
-/// The answer's key for a container is the ID as the caller wrote it when it carried a
-/// prefix (the operator looks results up by its own string), else the runtime's form.
-pub async fn scan_node(
-    opts: &ScanOptions,
-    cri: &crate::discovery::CriClient,
-    requested: &[runtime_info::ContainerId],
-    list_only: bool,
-) -> Result<Vec<ScannedContainer>, crate::discovery::DiscoveryError> {
-    let filter = (!requested.is_empty()).then_some(requested);
-    let containers = cri.list_running(filter).await?;
-    let asked_as: std::collections::HashMap<&str, String> = requested
-        .iter()
-        .filter(|id| id.runtime().is_some())
-        .map(|id| (id.hex(), id.to_string()))
-        .collect();
-    let targets = containers
-        .into_iter()
-        .map(|c| Target {
-            container_id: asked_as
-                .get(c.id_hex.as_str())
-                .cloned()
-                .unwrap_or(c.kubernetes_id),
-            namespace: c.namespace,
-            pod: c.pod,
-            container: c.name,
-            pid: c.pid,
-        })
-        .collect();
-    Ok(scan_targets(opts, targets, list_only).await)
 }

@@ -280,14 +280,15 @@ fn vanished_and_replaced_processes_fail_alone() {
         "{err}"
     );
 
-    let child = Command::new("sleep").arg("300").spawn().unwrap();
+    let mut child = Command::new("sleep").arg("300").spawn().unwrap();
     let mut job = job_for(child.id());
     job.target_start_time += 1; // as if the PID had been recycled
     let err = rt()
         .block_on(sandbox::run(&opts().sandbox, &job))
         .unwrap_err();
     assert!(err.to_string().contains("replaced"), "{err}");
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    child.kill().unwrap();
+    let _ = child.wait();
 
     // Through the scan: an unknown PID is an error for that PID only.
     let mut sleeper = Command::new("sleep").arg("300").spawn().unwrap();
