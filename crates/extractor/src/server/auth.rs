@@ -70,7 +70,7 @@ pub enum AuthSetupError {
 }
 
 pub enum Authenticator {
-    Kubernetes(KubeAuth),
+    Kubernetes(Box<KubeAuth>),
     TokenFile(TokenFileAuth),
     None,
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 /// The identity the reference's kube-rbac-proxy lets in (its static authorization rule).
 pub const DEFAULT_ALLOWED_USER: &str = "system:serviceaccount:openshift-insights:operator";
@@ -72,7 +72,7 @@ pub struct ServeArgs {
 
     /// How often the certificate and key files are checked for changes (Kubernetes rotates a
     /// secret by swapping a symlink, so the files are polled, not watched).
-    #[arg(long, env = "RUNTIME_EXTRACTOR_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "RUNTIME_EXTRACTOR_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub tls_reload_interval: Duration,
 
     /// Authentication: `kubernetes` (TokenReview + --allow-user or SubjectAccessReview),
@@ -92,7 +92,7 @@ pub struct ServeArgs {
     pub allow_users: Vec<String>,
 
     /// With --auth kubernetes: how long a TokenReview / SubjectAccessReview answer is reused.
-    #[arg(long, env = "RUNTIME_EXTRACTOR_AUTH_CACHE_TTL", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "RUNTIME_EXTRACTOR_AUTH_CACHE_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub auth_cache_ttl: Duration,
 
     /// Required to run with --auth none: anyone who can reach the port can then read the node's
@@ -107,7 +107,7 @@ pub struct ServeArgs {
 
     /// Server-side deadline of one request (below the gatherer's 120 s); past it the answer
     /// is 504 and the work nobody else waits for is cancelled.
-    #[arg(long, env = "RUNTIME_EXTRACTOR_REQUEST_TIMEOUT", default_value = "100s", value_parser = parse_duration)]
+    #[arg(long, env = "RUNTIME_EXTRACTOR_REQUEST_TIMEOUT", default_value = "100s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
     /// Containers scanned at the same time (across all requests); each in-flight scan is
@@ -118,7 +118,7 @@ pub struct ServeArgs {
 
     /// Upper bound on the age of a cached result, even when the container's process is
     /// unchanged (0 = no bound).
-    #[arg(long, env = "RUNTIME_EXTRACTOR_CACHE_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, env = "RUNTIME_EXTRACTOR_CACHE_MAX_AGE", default_value = "24h", value_parser = humantime::parse_duration)]
     pub cache_max_age: Duration,
 
     /// Containers kept in the result cache (least recently scanned evicted first).
@@ -130,18 +130,8 @@ pub struct ServeArgs {
     pub cache_capacity: usize,
 
     /// On SIGTERM/SIGINT: how long in-flight requests may finish before they are cancelled.
-    #[arg(long, env = "RUNTIME_EXTRACTOR_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, env = "RUNTIME_EXTRACTOR_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
-
-    /// Log format: text or json (one JSON object per line).
-    #[arg(long, env = "RUNTIME_EXTRACTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 /// `--auth` value.
@@ -169,28 +159,6 @@ impl FromStr for AuthMode {
     }
 }
 
-/// Durations as `500ms`, `10s`, `5m`, `24h` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 5m, 24h"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => {
-            return Err(format!(
-                "invalid duration {s:?}: unit must be ms, s, m or h"
-            ))
-        }
-    };
-    Ok(d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,18 +168,6 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         serve: ServeArgs,
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
-        for bad in ["", "s", "1.5s", "10d", "-1s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::task::JoinHandle;
 
-pub use config::{AuthMode, LogFormat, ServeArgs};
+pub use config::{AuthMode, ServeArgs};
 
 use auth::Authenticator;
 use cache::ResultCache;
@@ -38,23 +38,9 @@ const CACHE_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Install the process logger (stderr; `RUST_LOG` filters, default `info`). Does nothing if
-/// a logger is already installed (e.g. by `main`).
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
 /// Run until SIGTERM or SIGINT, then shut down gracefully within `--shutdown-timeout`.
+/// Logging is set up by the caller (`main`: `--log-format`, `--log`).
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
     let server = start(args).await?;
     wait_for_signal().await?;
     tracing::info!("signal received, shutting down");
@@ -157,11 +143,11 @@ async fn authenticator(args: &ServeArgs) -> anyhow::Result<Authenticator> {
         AuthMode::TokenFile(path) => Authenticator::TokenFile(auth::TokenFileAuth::new(path)?),
         AuthMode::Kubernetes => {
             let client = auth::kube_client(args.kubeconfig.as_deref()).await?;
-            Authenticator::Kubernetes(auth::KubeAuth::new(
+            Authenticator::Kubernetes(Box::new(auth::KubeAuth::new(
                 client,
                 &args.allow_users,
                 args.auth_cache_ttl,
-            ))
+            )))
         }
     })
 }

@@ -146,7 +146,7 @@ impl ScanPool {
                 continue;
             }
             self.metrics.cache_misses.inc();
-            let (scan, joined) = self.scan_shared(hex.clone());
+            let (scan, joined) = self.scan_shared(hex.clone(), c.pid, c.start_time);
             if joined == Joined::Shared {
                 self.metrics.shared_scans.inc();
             }
@@ -174,6 +174,8 @@ impl ScanPool {
     fn scan_shared(
         &self,
         hex: String,
+        pid: u32,
+        start_time: u64,
     ) -> (
         futures::future::Shared<futures::future::BoxFuture<'static, Outcome>>,
         Joined,
@@ -183,7 +185,7 @@ impl ScanPool {
         let cache = Arc::clone(&self.cache);
         let metrics = Arc::clone(&self.metrics);
         self.inflight.join(hex.clone(), move || async move {
-            scan_one(socket, permits, cache, metrics, hex).await
+            scan_one(socket, permits, cache, metrics, hex, (pid, start_time)).await
         })
     }
 
@@ -256,12 +258,23 @@ async fn scan_one(
     cache: Arc<ResultCache>,
     metrics: Arc<Metrics>,
     hex: String,
+    (pid, start_time): (u32, u64),
 ) -> Outcome {
     // The semaphore is never closed; a closed one would only mean shutdown.
     let _permit = permits
         .acquire_owned()
         .await
         .map_err(|_| ScanError::Scanner("shutting down".to_owned()))?;
+    // A scan of this container may have finished while we queued (or between our caller's
+    // cache lookup and joining): never scan the same process twice.
+    if let Some(info) = cache.get(&hex, pid, start_time) {
+        return Ok(Some(Arc::new(ScannedContainer {
+            pid,
+            start_time,
+            info: Some((*info).clone()),
+            ..Default::default()
+        })));
+    }
     let mut guard = CancelGuard {
         metrics: &metrics,
         finished: false,

@@ -420,7 +420,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, TlsError::NoUsableCipher(_)), "{err}");
         // The Modern profile: TLS 1.3 only, its names only.
-        let p = TlsPolicy::from_flags("VersionTLS13", &names(&TLS13_NAMES.to_vec())).unwrap();
+        let p = TlsPolicy::from_flags("VersionTLS13", &names(TLS13_NAMES)).unwrap();
         assert!(p.tls12_suites.is_empty());
         let provider = p.provider();
         assert_eq!(provider.cipher_suites.len(), 3);
