@@ -305,7 +305,12 @@ fn deadline_kills_the_whole_sandbox() {
         return;
     }
     let mut sleeper = Command::new("sleep").arg("300").spawn().unwrap();
+    // A helper binary of our own (hard link), so the leftover check sees only this test's.
+    let dir = tempfile::tempdir_in(helper().parent().unwrap()).unwrap();
+    let own_helper = dir.path().join("deadline-helper");
+    std::fs::hard_link(helper(), &own_helper).unwrap();
     let mut o = opts();
+    o.sandbox.helper = own_helper.clone();
     o.sandbox.timeout = Duration::from_millis(1);
     let started = Instant::now();
     let err = rt()
@@ -314,15 +319,20 @@ fn deadline_kills_the_whole_sandbox() {
     assert!(err.to_string().contains("timed out"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(2));
     std::thread::sleep(Duration::from_millis(200));
-    // No helper is left behind.
-    let leftovers = Command::new("pgrep")
-        .args(["-f", "runtime-extractor __sandbox"])
-        .output()
-        .unwrap();
+    let leftovers: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .ok()
+                .as_deref()
+                == Some(own_helper.as_path())
+        })
+        .collect();
     assert!(
-        leftovers.stdout.is_empty(),
-        "left: {}",
-        String::from_utf8_lossy(&leftovers.stdout)
+        leftovers.is_empty(),
+        "sandbox helpers left behind: {leftovers:?}"
     );
     sleeper.kill().unwrap();
     let _ = sleeper.wait();
