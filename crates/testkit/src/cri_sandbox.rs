@@ -992,7 +992,7 @@ impl CriSandbox {
                 let is_shim = args
                     .first()
                     .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
-                if is_shim && args.iter().any(|a| *a == socket.as_bytes()) {
+                if is_shim && args.contains(&socket.as_bytes()) {
                     pids.insert(pid);
                 }
             }
@@ -1412,5 +1412,52 @@ mod tests {
             ))
             .unwrap_err();
         assert!(format!("{err:#}").contains("/nonexistent/ri"), "{err:#}");
+    }
+    /// Alive and not a zombie (a killed process whose parent died lingers as one until reaped).
+    fn alive(pid: u32) -> bool {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().to_owned())
+            })
+            .is_some_and(|rest| !rest.starts_with('Z'))
+    }
+
+    #[test]
+    fn dropping_with_the_runtime_down_still_kills_containers_and_shims() {
+        let Some(mut sb) = CriSandbox::start_or_skip(
+            "dropping_with_the_runtime_down_still_kills_containers_and_shims",
+        ) else {
+            return;
+        };
+        let pod = sb
+            .run_pod(
+                &PodSpec::new("ns", "orphan")
+                    .container(ContainerSpec::new("c", &["/bin/sleep", "3661"])),
+            )
+            .unwrap();
+        let pid = pod.containers[0].pid;
+        let socket = sb.socket_path().display().to_string();
+        let shims = || -> Vec<u32> {
+            fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| {
+                    let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                    let cmd = fs::read(e.path().join("cmdline")).ok()?;
+                    let cmd = String::from_utf8_lossy(&cmd).into_owned();
+                    (cmd.contains("containerd-shim") && cmd.contains(&socket) && alive(pid))
+                        .then_some(pid)
+                })
+                .collect()
+        };
+        assert!(!shims().is_empty(), "no shim found for {socket}");
+        // Containers outlive their runtime: pod removal through the CRI is impossible now.
+        sb.stop_runtime();
+        assert!(alive(pid));
+        drop(sb);
+        assert!(!alive(pid), "container process {pid} leaked");
+        assert!(shims().is_empty(), "shims leaked: {:?}", shims());
     }
 }
