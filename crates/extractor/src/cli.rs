@@ -35,6 +35,9 @@ pub enum Command {
     Scan(ScanArgs),
     /// Run the privileged scanner daemon on a unix socket (used by `serve`).
     Scanner(ScannerArgs),
+    /// Run the unprivileged HTTPS service (GET/POST /gather_runtime_info) in front of the
+    /// scanner.
+    Serve(crate::server::ServeArgs),
 }
 
 /// Options shared by `scan` and `scanner`.

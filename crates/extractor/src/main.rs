@@ -62,6 +62,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Scan(args) => scan_command(args).await,
         Command::Scanner(args) => scanner_command(args).await,
+        Command::Serve(args) => {
+            // rustls has ring compiled in and nothing else; make it the process default.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            extractor::server::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
