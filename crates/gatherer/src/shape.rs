@@ -517,19 +517,17 @@ pub(crate) mod tests {
 
     #[test]
     fn test_workload_container_shapes_equal() {
-        let abc = cshape("sha256:abc", "cmd1", "arg1");
+        let abc = vec![cshape("sha256:abc", "cmd1", "arg1")];
         // identical single
-        assert!(container_shapes_equal(&[abc.clone()], &[abc.clone()]));
+        assert!(container_shapes_equal(&abc, &abc.clone()));
         // different image IDs
         assert!(!container_shapes_equal(
-            &[abc.clone()],
+            &abc,
             &[cshape("sha256:def", "cmd1", "arg1")]
         ));
         // different lengths
-        assert!(!container_shapes_equal(
-            &[abc.clone()],
-            &[abc.clone(), abc.clone()]
-        ));
+        let two = vec![abc[0].clone(), abc[0].clone()];
+        assert!(!container_shapes_equal(&abc, &two));
         // multiple identical
         let multi = [
             cshape("sha256:abc", "cmd1", ""),
@@ -538,16 +536,16 @@ pub(crate) mod tests {
         assert!(container_shapes_equal(&multi, &multi.clone()));
         // first arg and first command are compared, runtime info is not
         assert!(!container_shapes_equal(
-            &[abc.clone()],
+            &abc,
             &[cshape("sha256:abc", "cmd1", "x")]
         ));
         assert!(!container_shapes_equal(
-            &[abc.clone()],
+            &abc,
             &[cshape("sha256:abc", "x", "arg1")]
         ));
         let mut with_info = abc.clone();
-        with_info.runtime_info = Some(Default::default());
-        assert!(container_shapes_equal(&[abc], &[with_info]));
+        with_info[0].runtime_info = Some(Default::default());
+        assert!(container_shapes_equal(&abc, &with_info));
     }
 
     #[test]
