@@ -482,3 +482,48 @@ fn real_jvm_applications_and_go_binary() {
         "{info:?}"
     );
 }
+
+#[test]
+fn cli_errors_are_one_clear_line() {
+    if !require_root("CLI errors") {
+        return;
+    }
+    let one_line = |args: &[&str], uid: Option<u32>, want: &str| {
+        let mut cmd = match uid {
+            Some(uid) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={uid}"),
+                    "--clear-groups",
+                    "--",
+                ])
+                .arg(helper());
+                c
+            }
+            None => Command::new(helper()),
+        };
+        let out = cmd.args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    };
+    one_line(&["scan", "--host"], Some(65534), "must run as root");
+    one_line(
+        &["scanner", "--socket", "/tmp/x.sock"],
+        Some(65534),
+        "missing: CAP_",
+    );
+    one_line(
+        &["scan", "--cri-socket", "/nonexistent/cri.sock"],
+        None,
+        "/nonexistent/cri.sock",
+    );
+    one_line(
+        &["scan", "--container-id", "cri-o://abc"],
+        None,
+        "invalid container ID",
+    );
+    one_line(&["scan", "--pid", "4000000000"], None, "unknown PID");
+}
