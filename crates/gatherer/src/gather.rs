@@ -86,9 +86,8 @@ async fn gather_runtime_info(
         PodSource::Api(client) => match extractors::discover(client, &settings.filter).await {
             Ok(found) => found,
             Err(e) => {
-                let msg = format!("runtime info skipped: {e}");
-                r.errors.push(msg.clone());
-                r.status = skipped(msg);
+                r.errors.push(format!("runtime info skipped: {e}"));
+                r.status = skipped(e.to_string());
                 r.elapsed = start.elapsed();
                 return r;
             }
@@ -126,18 +125,19 @@ async fn gather_runtime_info(
     ) {
         Ok(cfg) => cfg,
         Err(e) => {
-            let msg = format!("runtime info skipped: {e}");
+            let reason = e.to_string();
+            let msg = format!("runtime info skipped: {reason}");
             if offline {
                 // Typical offline run (a laptop): the in-cluster CA and token do not exist.
-                r.notes.push(msg.clone());
+                r.notes.push(msg);
             } else {
-                r.errors.push(msg.clone());
+                r.errors.push(msg);
             }
             r.status = RuntimeInfoStatus {
                 extractors_found: r.status.extractors_found,
                 nodes_with_containers: r.status.nodes_with_containers,
                 nodes_without_extractor: std::mem::take(&mut r.status.nodes_without_extractor),
-                ..skipped(msg)
+                ..skipped(reason)
             };
             r.elapsed = start.elapsed();
             return r;

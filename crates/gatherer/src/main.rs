@@ -90,6 +90,7 @@ fn init_logging(quiet: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
 }
@@ -159,7 +160,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )
     } else {
         format!(
-            "no runtime info ({})",
+            "no runtime info: {}",
             rt.skipped_reason.as_deref().unwrap_or("skipped")
         )
     };
