@@ -142,6 +142,13 @@ async fn full_flow_with_failing_nodes() {
             .phase("Pending")
             .label("app.kubernetes.io/name", "insights-runtime-extractor")
             .pod_ip("127.0.0.8")
+            .container(
+                "extractor",
+                "quay.io/openshift/extractor:latest",
+                &format!("quay.io/openshift/extractor@{}", digest(999_999)),
+                "",
+                ContainerState::Waiting,
+            )
             .build(),
     );
     api.set_pods(pods);
@@ -317,6 +324,7 @@ async fn full_flow_with_failing_nodes() {
     assert_eq!(s.image_api, gatherer::images::ImageApiState::Absent);
 
     // ---- The document ----
+    check_invariants(&report.workload);
     let doc: Value = serde_json::from_slice(&report.workload.to_json().unwrap()).unwrap();
     let ns = |name: &str| doc["namespaces"][workload_hash(name)].clone();
     let shop = ns("shop");
@@ -424,6 +432,7 @@ async fn document_matches_the_reference_rules_exactly() {
     )
     .await;
     let report = gather(&settings).await.unwrap();
+    check_invariants(&report.workload);
     let doc: Value = serde_json::from_slice(&report.workload.to_json().unwrap()).unwrap();
     let expected = json!({
         "pods": 3,
@@ -548,4 +557,65 @@ async fn concurrency_is_bounded() {
     for w in times.windows(3) {
         assert!(w[2] - w[0] >= Duration::from_millis(300), "{:?}", w);
     }
+}
+
+/// TestGetInsightsOperatorRuntimePodIPs through the API: empty list, no label, labelled but
+/// not Running, and "some pods found" (namespace filter, phase filter, list order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extractor_discovery_filters() {
+    use gatherer::extractors::{discover, ExtractorFilter, DEFAULT_SELECTOR};
+    let api = api_server().await;
+    let client = api.client(API_TOKEN).await;
+    let filter = ExtractorFilter::new(EXTRACTOR_NS, DEFAULT_SELECTOR).unwrap();
+    assert!(
+        discover(&client, &filter).await.unwrap().is_empty(),
+        "empty list"
+    );
+    api.set_pods(vec![PodBuilder::new(EXTRACTOR_NS, "pod-1")
+        .node("n")
+        .pod_ip("127.0.0.1")
+        .build()]);
+    assert!(
+        discover(&client, &filter).await.unwrap().is_empty(),
+        "no label"
+    );
+    let labelled = |ns: &str, name: &str| {
+        PodBuilder::new(ns, name).label("app.kubernetes.io/name", "insights-runtime-extractor")
+    };
+    api.set_pods(vec![labelled(EXTRACTOR_NS, "pod-1").no_phase().build()]);
+    assert!(
+        discover(&client, &filter).await.unwrap().is_empty(),
+        "label but not running"
+    );
+    api.set_pods(vec![
+        labelled(EXTRACTOR_NS, "pod-1").no_phase().build(),
+        labelled(EXTRACTOR_NS, "pod-2")
+            .node("node-foo")
+            .pod_ip("127.0.0.1")
+            .build(),
+        labelled("openshift-another", "pod-3")
+            .node("node-x")
+            .pod_ip("127.0.0.2")
+            .build(),
+        labelled(EXTRACTOR_NS, "pod-4")
+            .node("node-bar")
+            .pod_ip("127.0.0.10")
+            .build(),
+    ]);
+    let found: Vec<(String, String)> = discover(&client, &filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.node, p.pod_ip))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("node-foo".to_owned(), "127.0.0.1".to_owned()),
+            ("node-bar".to_owned(), "127.0.0.10".to_owned())
+        ]
+    );
+    // All namespaces.
+    let all = ExtractorFilter::new("", DEFAULT_SELECTOR).unwrap();
+    assert_eq!(discover(&client, &all).await.unwrap().len(), 3);
 }

@@ -356,3 +356,31 @@ async fn oversized_answers_are_refused() {
         .reason
         .contains("larger than 1000 bytes"));
 }
+
+/// Container IDs are sent exactly as the pod status has them (prefixed or not); the
+/// extractor strips prefixes itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_ids_are_sent_verbatim() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = tls(dir.path());
+    let ex = start_extractors(
+        &[("n1", "127.0.2.10", Behaviour::Answer)],
+        &tls.cert,
+        Knowledge::new(),
+        None,
+    )
+    .await;
+    let hex = "ab".repeat(32);
+    let ids = vec![
+        format!("cri-o://{hex}"),
+        format!("containerd://{hex}"),
+        hex.clone(),
+    ];
+    let out = fetch_node(
+        &config(&tls, ex.port, Duration::from_secs(10)),
+        &request("n1", "127.0.2.10", ids.clone()),
+    )
+    .await;
+    assert!(out.result.unwrap().is_empty());
+    assert_eq!(ex.records()[0].ids, ids);
+}

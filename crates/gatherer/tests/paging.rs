@@ -52,6 +52,7 @@ async fn limit_8000_across_namespaces_counts_exactly() {
     .unwrap();
     let report = gather(&api_settings(&api, Some(rt)).await).await.unwrap();
 
+    check_invariants(&report.workload);
     let s = &report.status;
     assert_eq!(s.pods, 8000);
     assert!(s.limit_reached);

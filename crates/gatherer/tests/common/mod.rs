@@ -394,3 +394,35 @@ pub fn info(os: &str, kind: &str) -> ContainerRuntimeInfo {
         ..Default::default()
     }
 }
+
+/// The reference's Test_gatherWorkloadInfo invariants, checked on any produced document.
+pub fn check_invariants(doc: &gatherer::output::WorkloadPods) {
+    let mut total = 0;
+    let mut unique = std::collections::HashSet::new();
+    for ns in doc.namespaces.iter().flat_map(|m| m.values()) {
+        let mut sum = ns.terminal_count + ns.ignored_count + ns.invalid_count;
+        for shape in &ns.shapes {
+            assert!(!shape.containers.is_empty(), "every shape has a container");
+            for c in shape.init_containers.iter().chain(&shape.containers) {
+                assert!(!c.image_id.is_empty(), "every container has an imageID");
+                unique.insert(c.image_id.clone());
+            }
+            sum += shape.duplicates + 1;
+        }
+        assert_eq!(
+            sum, ns.count,
+            "Σ(duplicates+1)+terminal+invalid+ignored == count"
+        );
+        total += ns.count;
+    }
+    assert_eq!(doc.pod_count, total, "PodCount == Σ counts");
+    assert_eq!(
+        doc.image_count,
+        unique.len(),
+        "ImageCount == unique image IDs"
+    );
+    for image in doc.images.values() {
+        assert!(!image.layer_ids.is_empty(), "every image has layers");
+    }
+    assert!(doc.images.len() <= doc.image_count);
+}
