@@ -848,12 +848,27 @@ async fn api_contract_with_the_real_scanner() {
         .unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("scanner unreachable"));
+    // The stopped container is not validated locally: its request needs the scanner.
     assert_json_error(
         served.post("n3w", "", json!({ "containerIds": ids })).await,
         503,
         "scanner unreachable",
     )
     .await;
+    assert_json_error(
+        served.post("n3w", "", json!({ "containerIds": [] })).await,
+        503,
+        "scanner unreachable",
+    )
+    .await;
+    // Cached containers whose process still runs are validated from /proc (this test shares
+    // the scanner's PID namespace), so they are answered without the scanner.
+    let resp = served
+        .post("n3w", "?hash=false", json!({ "containerIds": ids[..2] }))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let got: NodeRuntimeInfo = resp.json().await.unwrap();
+    assert_eq!(got, only(&clear, &ids[..2]));
 }
 
 // ---------------------------------------------------------------------------------------------

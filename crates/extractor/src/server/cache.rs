@@ -12,12 +12,31 @@ use std::time::{Duration, Instant};
 
 use runtime_info::ContainerRuntimeInfo;
 
+/// Where a container belongs (fixed for the life of a container ID).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub namespace: String,
+    pub pod: String,
+    /// As the scanner reports it (`containerd://…`).
+    pub container_id: String,
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     pid: u32,
     start_time: u64,
+    placement: Arc<Placement>,
     info: Arc<ContainerRuntimeInfo>,
     stored: Instant,
+}
+
+/// A cache entry as returned by [`ResultCache::peek`].
+#[derive(Debug, Clone)]
+pub struct Cached {
+    pub pid: u32,
+    pub start_time: u64,
+    pub placement: Arc<Placement>,
+    pub info: Arc<ContainerRuntimeInfo>,
 }
 
 #[derive(Debug)]
@@ -54,7 +73,30 @@ impl ResultCache {
         None
     }
 
-    pub fn insert(&self, hex: &str, pid: u32, start_time: u64, info: Arc<ContainerRuntimeInfo>) {
+    /// The entry for a container whatever its process, if not expired (the caller checks
+    /// the process identity itself).
+    pub fn peek(&self, hex: &str) -> Option<Cached> {
+        let entries = self.lock();
+        let e = entries.get(hex)?;
+        if self.max_age.is_some_and(|max| e.stored.elapsed() >= max) {
+            return None;
+        }
+        Some(Cached {
+            pid: e.pid,
+            start_time: e.start_time,
+            placement: Arc::clone(&e.placement),
+            info: Arc::clone(&e.info),
+        })
+    }
+
+    pub fn insert(
+        &self,
+        hex: &str,
+        pid: u32,
+        start_time: u64,
+        placement: Placement,
+        info: Arc<ContainerRuntimeInfo>,
+    ) {
         let mut entries = self.lock();
         if entries.len() >= self.capacity && !entries.contains_key(hex) {
             // Full: drop the oldest tenth in one pass rather than scanning on every insert.
@@ -71,6 +113,7 @@ impl ResultCache {
             Entry {
                 pid,
                 start_time,
+                placement: Arc::new(placement),
                 info,
                 stored: Instant::now(),
             },
@@ -111,6 +154,14 @@ impl ResultCache {
 mod tests {
     use super::*;
 
+    fn at() -> Placement {
+        Placement {
+            namespace: "ns".into(),
+            pod: "p".into(),
+            container_id: "containerd://x".into(),
+        }
+    }
+
     fn info(kind: &str) -> Arc<ContainerRuntimeInfo> {
         Arc::new(ContainerRuntimeInfo {
             kind: kind.into(),
@@ -122,14 +173,14 @@ mod tests {
     #[test]
     fn valid_only_for_the_same_process() {
         let c = ResultCache::new(10, Duration::ZERO);
-        c.insert("a", 10, 100, info("Java"));
+        c.insert("a", 10, 100, at(), info("Java"));
         assert!(c.get("a", 10, 100).is_some());
         assert!(
             c.get("a", 10, 101).is_none(),
             "restarted: start time changed"
         );
         assert!(c.get("a", 10, 100).is_none(), "stale entry was removed");
-        c.insert("a", 10, 100, info("Java"));
+        c.insert("a", 10, 100, at(), info("Java"));
         assert!(c.get("a", 11, 100).is_none(), "different PID");
         assert!(c.get("b", 10, 100).is_none());
     }
@@ -137,9 +188,10 @@ mod tests {
     #[test]
     fn expires_after_max_age() {
         let c = ResultCache::new(10, Duration::from_millis(30));
-        c.insert("a", 1, 1, info("Go"));
+        c.insert("a", 1, 1, at(), info("Go"));
         assert!(c.get("a", 1, 1).is_some());
         std::thread::sleep(Duration::from_millis(40));
+        assert!(c.peek("a").is_none());
         assert!(c.get("a", 1, 1).is_none());
     }
 
@@ -147,7 +199,7 @@ mod tests {
     fn bounded_and_prunable() {
         let c = ResultCache::new(20, Duration::ZERO);
         for i in 0..100 {
-            c.insert(&format!("{i}"), i, 1, info("Python"));
+            c.insert(&format!("{i}"), i, 1, at(), info("Python"));
         }
         assert!(c.len() <= 20, "{}", c.len());
         assert!(c.get("99", 99, 1).is_some(), "newest kept");

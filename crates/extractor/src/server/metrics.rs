@@ -283,6 +283,11 @@ mod tests {
             "a",
             1,
             1,
+            crate::server::cache::Placement {
+                namespace: "ns".into(),
+                pod: "p".into(),
+                container_id: "containerd://a".into(),
+            },
             Arc::new(ContainerRuntimeInfo {
                 kind: "Java".into(),
                 kind_version: "17.0.7".into(),

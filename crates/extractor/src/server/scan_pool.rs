@@ -9,10 +9,18 @@
 //! - every finished container is cached at once, so a request that hit its deadline leaves
 //!   its finished work behind for the retry;
 //! - the number of scans in flight is bounded by one semaphore across all requests.
+//!
+//! When `serve` sees the same PIDs as the scanner (the pod has `hostPID`, which the scanner
+//! needs anyway), a cached container named in the request is validated by reading
+//! `/proc/<pid>/stat` here instead of asking the scanner: the container runs as long as its
+//! root process does, and PID + start time identify that process. The scanner's `listOnly`
+//! costs a CRI status call per container (tens of ms for 100 containers); this costs
+//! microseconds. Whether PIDs are shared is checked, not assumed: the fast path is enabled
+//! only once a container listed by the scanner is found with the same start time here.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,9 +28,10 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use runtime_info::{ContainerId, ContainerRuntimeInfo};
 use tokio::sync::Semaphore;
 
-use super::cache::ResultCache;
+use super::cache::{Placement, ResultCache};
 use super::coalesce::{Coalescer, Joined};
 use super::metrics::Metrics;
+use crate::process::Procfs;
 use crate::scanner_proto::{self, FrameError, ScanRequest, ScanResponse, ScannedContainer};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,6 +68,9 @@ pub struct ScanPool {
     inflight: Coalescer<String, Outcome>,
     cache: Arc<ResultCache>,
     metrics: Arc<Metrics>,
+    procfs: Procfs,
+    /// Set once this process is known to see the scanner's PIDs (see the module comment).
+    pids_shared: AtomicBool,
 }
 
 impl std::fmt::Debug for ScanPool {
@@ -89,7 +101,59 @@ impl ScanPool {
             inflight: Coalescer::default(),
             cache,
             metrics,
+            procfs: Procfs::at("/proc"),
+            pids_shared: AtomicBool::new(false),
         }
+    }
+
+    /// The process `pid` started at `start_time` is alive (not a zombie), as seen from here.
+    fn alive(&self, pid: u32, start_time: u64) -> bool {
+        pid > 0
+            && proc_state(pid).is_some_and(|s| s != 'Z' && s != 'X')
+            && self.procfs.start_time(pid).is_ok_and(|t| t == start_time)
+    }
+
+    /// Enable the /proc fast path if a listed container's process is visible here as it is
+    /// to the scanner.
+    fn learn_pid_namespace(&self, listed: &[ScannedContainer]) {
+        if self.pids_shared.load(Ordering::Relaxed) {
+            return;
+        }
+        if listed
+            .iter()
+            .take(3)
+            .any(|c| self.alive(c.pid, c.start_time))
+        {
+            self.pids_shared.store(true, Ordering::Relaxed);
+            tracing::info!("PIDs shared with the scanner: cached results are validated from /proc");
+        }
+    }
+
+    /// Cached containers among `ids` whose process is still the same, validated locally; the
+    /// rest must be listed by the scanner.
+    fn split_cached(&self, ids: &[ContainerId]) -> (Vec<Found>, Vec<ContainerId>) {
+        if !self.pids_shared.load(Ordering::Relaxed) {
+            return (Vec::new(), ids.to_vec());
+        }
+        let mut hits = Vec::new();
+        let mut rest = Vec::new();
+        let mut seen = HashSet::new();
+        for id in ids {
+            if !seen.insert(id.hex()) {
+                continue;
+            }
+            match self.cache.peek(id.hex()) {
+                Some(c) if self.alive(c.pid, c.start_time) => hits.push(Found {
+                    namespace: c.placement.namespace.clone(),
+                    pod: c.placement.pod.clone(),
+                    container_id: c.placement.container_id.clone(),
+                    hex: id.hex().to_owned(),
+                    info: c.info,
+                }),
+                _ => rest.push(id.clone()),
+            }
+        }
+        (hits, rest)
     }
 
     pub fn socket(&self) -> &std::path::Path {
@@ -115,12 +179,29 @@ impl ScanPool {
         ids: &[ContainerId],
         progress: &Progress,
     ) -> Result<Vec<Found>, ScanError> {
+        let (mut found, ids) = if ids.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let (hits, rest) = self.split_cached(ids);
+            if rest.is_empty() {
+                self.metrics.cache_hits.inc_by(hits.len() as u64);
+                progress.wanted.store(hits.len(), Ordering::Relaxed);
+                progress.done.store(hits.len(), Ordering::Relaxed);
+                return Ok(hits);
+            }
+            (hits, rest)
+        };
+        self.metrics.cache_hits.inc_by(found.len() as u64);
+        let ids = &ids[..];
         let wanted: Option<HashSet<&str>> =
             (!ids.is_empty()).then(|| ids.iter().map(|id| id.hex()).collect());
         let listed = self.list(ids).await?;
-        progress.wanted.store(listed.len(), Ordering::Relaxed);
-
-        let mut found = Vec::with_capacity(listed.len());
+        self.learn_pid_namespace(&listed);
+        progress
+            .wanted
+            .store(found.len() + listed.len(), Ordering::Relaxed);
+        progress.done.store(found.len(), Ordering::Relaxed);
+        found.reserve(listed.len());
         let mut pending = FuturesUnordered::new();
         let mut seen = HashSet::new();
         for c in listed {
@@ -222,6 +303,17 @@ impl ScanPool {
     }
 }
 
+/// The state letter of `/proc/<pid>/stat` (the field after the parenthesised command name,
+/// which may itself contain spaces and parentheses).
+fn proc_state(pid: u32) -> Option<char> {
+    use std::io::Read;
+    let file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut text = String::new();
+    file.take(4096).read_to_string(&mut text).ok()?;
+    let after = &text[text.rfind(')')? + 1..];
+    after.split_ascii_whitespace().next()?.chars().next()
+}
+
 async fn call(socket: &std::path::Path, req: &ScanRequest) -> Result<ScanResponse, ScanError> {
     let resp = scanner_proto::request(socket, req)
         .await
@@ -311,7 +403,12 @@ async fn scan_one(
     match (&c.info, &c.error) {
         (Some(info), _) => {
             metrics.scanned("ok");
-            cache.insert(&hex, c.pid, c.start_time, Arc::new(info.clone()));
+            let placement = Placement {
+                namespace: c.namespace.clone(),
+                pod: c.pod.clone(),
+                container_id: c.container_id.clone(),
+            };
+            cache.insert(&hex, c.pid, c.start_time, placement, Arc::new(info.clone()));
         }
         (None, err) => {
             metrics.scanned("failed");
@@ -331,4 +428,43 @@ pub fn response_keys(ids: &[ContainerId]) -> HashMap<String, String> {
             .or_insert_with(|| id.to_string());
     }
     keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_identity_from_proc() {
+        let pool = ScanPool::new(
+            PathBuf::from("/nonexistent"),
+            1,
+            Arc::new(ResultCache::new(10, Duration::ZERO)),
+            Arc::new(Metrics::new()),
+        );
+        let me = std::process::id();
+        let start = Procfs::at("/proc").start_time(me).unwrap();
+        assert!(matches!(proc_state(me), Some('R' | 'S')));
+        assert!(pool.alive(me, start));
+        assert!(
+            !pool.alive(me, start + 1),
+            "another process with a reused PID"
+        );
+        assert!(!pool.alive(0, 0));
+        // A zombie is not alive: a child that exited and was not reaped yet.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let cstart = Procfs::at("/proc").start_time(pid).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while proc_state(pid) != Some('Z') {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child never became a zombie"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!pool.alive(pid, cstart));
+        child.wait().unwrap();
+        assert!(!pool.alive(pid, cstart));
+    }
 }

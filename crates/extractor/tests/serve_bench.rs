@@ -1,0 +1,271 @@
+//! Benchmark of `runtime-extractor serve` against the real scanner and a real containerd.
+//! Ignored by default; run it with `bench/serve.sh` (release build):
+//!
+//! `cargo test --release -p extractor --test serve_bench -- --ignored --nocapture`
+//!
+//! Figures (medians over keep-alive HTTPS connections, TLS handshake excluded):
+//! - the direct scanner calls serve makes (`listOnly`, and a scan of one container);
+//! - serve's answer for 1 container, cached and uncached, and its overhead over those calls;
+//! - serve's cached answer for 100 containers;
+//! - cached answers per second with 8 concurrent keep-alive clients.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use extractor::scanner_proto::{self, ScanRequest};
+use extractor::server::{self, ServeArgs};
+use serde_json::json;
+use testkit::cri_sandbox::{ContainerSpec, CriSandbox, PodSpec};
+use testkit::TestCa;
+
+#[derive(Parser)]
+struct Wrap {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+struct Scanner(Child, PathBuf);
+
+impl Drop for Scanner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn time_n<F, Fut>(n: usize, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..n.min(10) {
+        f().await; // warm-up
+    }
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f().await;
+        v.push(t.elapsed());
+    }
+    median(v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with bench/serve.sh"]
+async fn serve_benchmark() {
+    testkit::install_crypto_provider();
+    let Some(sb) = CriSandbox::start_or_skip("serve_benchmark") else {
+        return;
+    };
+    let runtime = sb.runtime_name().to_owned();
+    let mut ids = Vec::new();
+    let t = Instant::now();
+    for p in 0..50 {
+        let pod = sb
+            .run_pod(
+                &PodSpec::new(&format!("ns-{}", p % 5), &format!("pod-{p}"))
+                    .container(ContainerSpec::new("a", &["/bin/sleep", "3700"]))
+                    .container(ContainerSpec::new("b", &["/bin/sleep", "3701"])),
+            )
+            .unwrap();
+        ids.extend(
+            pod.containers
+                .iter()
+                .map(|c| format!("{runtime}://{}", c.id)),
+        );
+    }
+    eprintln!("100 containers started in {:?}", t.elapsed());
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("scanner.sock");
+    let child = Command::new(env!("CARGO_BIN_EXE_runtime-extractor"))
+        .args(["scanner", "--log", "warn", "--socket"])
+        .arg(&socket)
+        .arg("--cri-socket")
+        .arg(sb.socket_path())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let scanner = Scanner(child, socket.clone());
+    while std::os::unix::net::UnixStream::connect(&scanner.1).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let ca = TestCa::new("bench-ca");
+    let ck = ca.issue_server(&["localhost"], &["127.0.0.1".parse().unwrap()]);
+    let (crt, key) = ck.write_to(dir.path());
+    let token = dir.path().join("token");
+    std::fs::write(&token, "bench-token").unwrap();
+    let auth = format!("token-file={}", token.display());
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--health-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            crt.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--scanner-socket",
+            socket.to_str().unwrap(),
+            "--auth",
+            &auth,
+        ];
+        v.extend_from_slice(extra);
+        Wrap::try_parse_from(v).unwrap().serve
+    };
+    let cached = server::start(args(&[])).await.unwrap();
+    // Results expire at once: every request scans (the uncached path).
+    let uncached = server::start(args(&["--cache-max-age", "1ms"]))
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap()])
+        .http1_only()
+        .build()
+        .unwrap();
+    let url_cached = format!(
+        "https://127.0.0.1:{}/gather_runtime_info",
+        cached.api_addr().port()
+    );
+    let url_uncached = format!(
+        "https://127.0.0.1:{}/gather_runtime_info",
+        uncached.api_addr().port()
+    );
+    let post = |url: String, body: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let resp = client
+                .post(url)
+                .bearer_auth("bench-token")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let _ = resp.bytes().await.unwrap();
+        }
+    };
+    let one = json!({ "containerIds": [ids[0]] });
+    let hundred = json!({ "containerIds": ids });
+    let hex0 = ids[0].split("://").nth(1).unwrap().to_owned();
+    let hexes: Vec<String> = ids
+        .iter()
+        .map(|i| i.split("://").nth(1).unwrap().to_owned())
+        .collect();
+
+    let direct = |ids: Vec<String>, list_only: bool| {
+        let socket = socket.clone();
+        async move {
+            let r = scanner_proto::request(
+                &socket,
+                &ScanRequest {
+                    container_ids: ids,
+                    list_only,
+                },
+            )
+            .await
+            .unwrap();
+            assert!(r.error.is_none());
+        }
+    };
+    let list1 = time_n(300, || direct(vec![hex0.clone()], true)).await;
+    let list100 = time_n(100, || direct(hexes.clone(), true)).await;
+    let scan1 = time_n(60, || direct(vec![hex0.clone()], false)).await;
+    let cached1 = time_n(300, || post(url_cached.clone(), one.clone())).await;
+    let uncached1 = time_n(60, || post(url_uncached.clone(), one.clone())).await;
+    let cached100 = time_n(100, || post(url_cached.clone(), hundred.clone())).await;
+
+    // Throughput: 8 keep-alive clients hammering cached answers for 5 s each.
+    let rps = |body: serde_json::Value| {
+        let url = url_cached.clone();
+        let client = client.clone();
+        async move {
+            let end = Instant::now() + Duration::from_secs(5);
+            let workers = (0..8).map(|_| {
+                let (url, client, body) = (url.clone(), client.clone(), body.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while Instant::now() < end {
+                        let r = client
+                            .post(&url)
+                            .bearer_auth("bench-token")
+                            .json(&body)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), 200);
+                        let _ = r.bytes().await.unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            });
+            let total: u64 = futures::future::join_all(workers)
+                .await
+                .into_iter()
+                .map(|r| r.unwrap())
+                .sum();
+            total as f64 / 5.0
+        }
+    };
+    let rps1 = rps(one.clone()).await;
+    let rps100 = rps(hundred.clone()).await;
+
+    let overhead_cached = cached1.saturating_sub(list1);
+    let overhead_uncached = uncached1.saturating_sub(list1 + scan1);
+    let overhead_100 = cached100.saturating_sub(list100);
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!("\n| Measurement (median, keep-alive HTTPS, TLS handshake excluded) | Time |");
+    println!("|---|---|");
+    println!(
+        "| direct scanner `listOnly`, 1 container | {:.2} ms |",
+        ms(list1)
+    );
+    println!(
+        "| direct scanner `listOnly`, 100 containers | {:.2} ms |",
+        ms(list100)
+    );
+    println!("| direct scanner scan, 1 container | {:.2} ms |", ms(scan1));
+    println!(
+        "| serve POST, 1 container, cached | {:.2} ms |",
+        ms(cached1)
+    );
+    println!(
+        "| serve POST, 1 container, uncached | {:.2} ms |",
+        ms(uncached1)
+    );
+    println!(
+        "| serve POST, 100 containers, cached | {:.2} ms |",
+        ms(cached100)
+    );
+    println!(
+        "| **overhead** over the scanner calls it makes, cached 1 / uncached 1 / cached 100 | {:.2} / {:.2} / {:.2} ms (target ≤ 1 ms: {}) |",
+        ms(overhead_cached),
+        ms(overhead_uncached),
+        ms(overhead_100),
+        verdict(overhead_cached <= Duration::from_millis(1) && overhead_uncached <= Duration::from_millis(1))
+    );
+    println!(
+        "| **cached answer, 100 containers** | {:.2} ms (target ≤ 5 ms: {}) |",
+        ms(cached100),
+        verdict(cached100 <= Duration::from_millis(5))
+    );
+    println!("| cached answers/s, 8 clients, 1 container | {rps1:.0} |");
+    println!("| cached answers/s, 8 clients, 100 containers | {rps100:.0} |");
+    cached.shutdown().await.unwrap();
+    uncached.shutdown().await.unwrap();
+    drop(scanner);
+}
