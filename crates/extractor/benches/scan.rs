@@ -33,7 +33,10 @@ fn ms(d: Duration) -> String {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 33) as usize) % n
     }
 }
@@ -42,10 +45,15 @@ fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--list") {
         return Ok(()); // `cargo test --benches` asks; nothing to list.
     }
-    let total: usize = std::env::var("BENCH_CONTAINERS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let total: usize = std::env::var("BENCH_CONTAINERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let subset = 10.min(total);
     let rounds = 5;
-    let Some(sb) = CriSandbox::start_or_skip("bench scan") else { return Ok(()) };
+    let Some(sb) = CriSandbox::start_or_skip("bench scan") else {
+        return Ok(());
+    };
     let build = tempfile::tempdir()?;
     let node = std::fs::canonicalize(which("node").ok_or_else(|| anyhow::anyhow!("no node"))?)?;
     let python = PathBuf::from("/usr/bin/python3.11");
@@ -65,18 +73,35 @@ fn main() -> anyhow::Result<()> {
                 break;
             }
             let c = match *kind {
-                "node" => ContainerSpec::new("node", &["/usr/local/bin/node", "-e", "setTimeout(()=>{}, 3600000)"])
-                    .mount(&node, "/usr/local/bin/node", true)
-                    .with_host_libraries(),
-                "python" => ContainerSpec::new("python", &["/usr/bin/python3.11", "-c", "import time; time.sleep(3600)"])
-                    .mount(&python, "/usr/bin/python3.11", true)
-                    .mount("/usr/lib/python3.11", "/usr/lib/python3.11", true)
-                    .with_host_libraries(),
-                "java" => ContainerSpec::new("java", &["/opt/jdk/bin/java", "-Xmx16m", "-Xss256k", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-jar", "/app/app.jar"])
-                    .mount(&jdk, "/opt/jdk", true)
-                    .mount(&jar, "/app/app.jar", true)
-                    .env("JAVA_HOME", "/opt/jdk")
-                    .with_host_libraries(),
+                "node" => ContainerSpec::new(
+                    "node",
+                    &["/usr/local/bin/node", "-e", "setTimeout(()=>{}, 3600000)"],
+                )
+                .mount(&node, "/usr/local/bin/node", true)
+                .with_host_libraries(),
+                "python" => ContainerSpec::new(
+                    "python",
+                    &["/usr/bin/python3.11", "-c", "import time; time.sleep(3600)"],
+                )
+                .mount(&python, "/usr/bin/python3.11", true)
+                .mount("/usr/lib/python3.11", "/usr/lib/python3.11", true)
+                .with_host_libraries(),
+                "java" => ContainerSpec::new(
+                    "java",
+                    &[
+                        "/opt/jdk/bin/java",
+                        "-Xmx16m",
+                        "-Xss256k",
+                        "-XX:TieredStopAtLevel=1",
+                        "-XX:+UseSerialGC",
+                        "-jar",
+                        "/app/app.jar",
+                    ],
+                )
+                .mount(&jdk, "/opt/jdk", true)
+                .mount(&jar, "/app/app.jar", true)
+                .env("JAVA_HOME", "/opt/jdk")
+                .with_host_libraries(),
                 "go" => ContainerSpec::new("go", &["/app/main"]).mount(&go_bin, "/app/main", true),
                 _ => ContainerSpec::new("idle", &["/bin/sleep", "3600"]),
             };
@@ -88,13 +113,24 @@ fn main() -> anyhow::Result<()> {
             ids.push((c.id.clone(), kind));
         }
     }
-    eprintln!("{} containers running after {:?}", ids.len(), started.elapsed());
+    eprintln!(
+        "{} containers running after {:?}",
+        ids.len(),
+        started.elapsed()
+    );
     std::thread::sleep(Duration::from_secs(3)); // let the JVMs settle
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let helper = PathBuf::from(env!("CARGO_BIN_EXE_runtime-extractor"));
     let opts = ScanOptions {
-        sandbox: SandboxConfig { helper, timeout: Duration::from_secs(10), ..SandboxConfig::default() },
+        sandbox: SandboxConfig {
+            helper,
+            timeout: Duration::from_secs(10),
+            ..SandboxConfig::default()
+        },
         ..ScanOptions::default()
     };
     let cri = rt.block_on(CriClient::connect_to(sb.socket_path()))?;
@@ -103,8 +139,14 @@ fn main() -> anyhow::Result<()> {
     // Warm-up (page cache, CRI connection).
     let warm = rt.block_on(scan::scan_node(&opts, &cri, &[], false))?;
     let failed = warm.iter().filter(|c| c.error.is_some()).count();
-    let detected = warm.iter().filter(|c| c.info.as_ref().is_some_and(|i| !i.kind.is_empty())).count();
-    eprintln!("warm-up: {} containers, {detected} with a runtime kind, {failed} failed", warm.len());
+    let detected = warm
+        .iter()
+        .filter(|c| c.info.as_ref().is_some_and(|i| !i.kind.is_empty()))
+        .count();
+    eprintln!(
+        "warm-up: {} containers, {detected} with a runtime kind, {failed} failed",
+        warm.len()
+    );
 
     let mut full = Vec::new();
     for _ in 0..rounds {
@@ -128,7 +170,11 @@ fn main() -> anyhow::Result<()> {
     let mut by_kind: Vec<(&str, Vec<Duration>)> = KINDS.iter().map(|k| (*k, Vec::new())).collect();
     let containers = rt.block_on(cri.list_running(None))?;
     for c in containers.iter().take(50) {
-        let kind = ids.iter().find(|(id, _)| *id == c.id_hex).map(|(_, k)| *k).unwrap_or("?");
+        let kind = ids
+            .iter()
+            .find(|(id, _)| *id == c.id_hex)
+            .map(|(_, k)| *k)
+            .unwrap_or("?");
         let t = Instant::now();
         rt.block_on(scan::analyse_pid(&opts, c.pid))?;
         if let Some((_, v)) = by_kind.iter_mut().find(|(k, _)| *k == kind) {
@@ -137,16 +183,30 @@ fn main() -> anyhow::Result<()> {
     }
     let all_seq: Vec<Duration> = by_kind.iter().flat_map(|(_, v)| v.clone()).collect();
     let (full_m, part_m) = (median(full), median(part));
-    println!("| measure ({} containers, concurrency {}) | median |", ids.len(), opts.concurrency);
+    println!(
+        "| measure ({} containers, concurrency {}) | median |",
+        ids.len(),
+        opts.concurrency
+    );
     println!("|---|---|");
-    println!("| one container, sandbox end to end (sequential, all kinds) | {} |", ms(median(all_seq)));
+    println!(
+        "| one container, sandbox end to end (sequential, all kinds) | {} |",
+        ms(median(all_seq))
+    );
     for (kind, v) in &by_kind {
         if !v.is_empty() {
             println!("| one container: {kind} | {} |", ms(median(v.clone())));
         }
     }
-    println!("| whole node, all {} containers | {} |", ids.len(), ms(full_m));
-    println!("| whole node, per container (wall / n) | {} |", ms(full_m / ids.len() as u32));
+    println!(
+        "| whole node, all {} containers | {} |",
+        ids.len(),
+        ms(full_m)
+    );
+    println!(
+        "| whole node, per container (wall / n) | {} |",
+        ms(full_m / ids.len() as u32)
+    );
     println!("| {subset} requested of {} | {} |", ids.len(), ms(part_m));
     println!(
         "| ratio requested / whole | {:.1} % |",

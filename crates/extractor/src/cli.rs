@@ -37,7 +37,7 @@ pub enum Command {
     Scanner(ScannerArgs),
     /// Run the unprivileged HTTPS service (GET/POST /gather_runtime_info) in front of the
     /// scanner.
-    Serve(crate::server::ServeArgs),
+    Serve(Box<crate::server::ServeArgs>),
 }
 
 /// Options shared by `scan` and `scanner`.

@@ -65,7 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => {
             // rustls has ring compiled in and nothing else; make it the process default.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            extractor::server::run(args).await?;
+            extractor::server::run(*args).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
