@@ -349,17 +349,7 @@ fn exploded_nested_version(root: &Root, dir: &str, f: &JavaFramework) -> Option<
 mod tests {
     use super::super::jar::tests::build_jar;
     use super::*;
-
-    fn root_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Root) {
-        let dir = tempfile::tempdir().unwrap();
-        for (path, content) in files {
-            let p = dir.path().join(path.trim_start_matches('/'));
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, content).unwrap();
-        }
-        let root = Root::open(dir.path()).unwrap();
-        (dir, root)
-    }
+    use crate::fingerprint::fsroot::testing::root_with;
 
     fn rc(name: &str, version: &str) -> RuntimeComponent {
         RuntimeComponent {

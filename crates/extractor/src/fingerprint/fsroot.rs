@@ -128,12 +128,12 @@ impl Root {
     }
 }
 
+/// Fixtures for the fingerprint tests: a root made of the given files.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::symlink;
+pub(crate) mod testing {
+    use super::Root;
 
-    fn root_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Root) {
+    pub(crate) fn root_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Root) {
         let dir = tempfile::tempdir().unwrap();
         for (path, content) in files {
             let p = dir.path().join(path.trim_start_matches('/'));
@@ -143,6 +143,18 @@ mod tests {
         let root = Root::open(dir.path()).unwrap();
         (dir, root)
     }
+
+    pub(crate) fn root_with_text(files: &[(&str, &str)]) -> (tempfile::TempDir, Root) {
+        let bytes: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
+        root_with(&bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::fsroot::testing::root_with;
+    use std::os::unix::fs::symlink;
 
     #[test]
     fn reads_inside_the_root() {

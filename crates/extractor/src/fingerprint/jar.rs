@@ -612,6 +612,7 @@ impl Manifest {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::fingerprint::fsroot::testing::root_with;
     use std::io::{Cursor, Write};
     use zip::write::SimpleFileOptions;
     use zip::CompressionMethod;
@@ -633,17 +634,6 @@ pub(crate) mod tests {
             w.write_all(content).unwrap();
         }
         w.finish().unwrap().into_inner()
-    }
-
-    fn root_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Root) {
-        let dir = tempfile::tempdir().unwrap();
-        for (path, content) in files {
-            let p = dir.path().join(path.trim_start_matches('/'));
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, content).unwrap();
-        }
-        let root = Root::open(dir.path()).unwrap();
-        (dir, root)
     }
 
     const MANIFEST: &[u8] =
