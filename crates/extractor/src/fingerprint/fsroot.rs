@@ -152,8 +152,7 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::fingerprint::fsroot::testing::root_with;
+    use super::testing::root_with;
     use std::os::unix::fs::symlink;
 
     #[test]
