@@ -108,7 +108,21 @@ async fn gather_runtime_info(
         r.elapsed = start.elapsed();
         return r;
     }
-    let (requests, without) = extractors::plan(ids, &found);
+    let (ids, invalid) = ids.split_valid();
+    if !invalid.is_empty() {
+        let shown: Vec<&str> = invalid.iter().take(5).map(String::as_str).collect();
+        r.notes.push(format!(
+            "{} container IDs are not <runtime>://<64 hex> and were not requested: {}{}",
+            invalid.len(),
+            shown.join(", "),
+            if invalid.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ));
+    }
+    let (requests, without) = extractors::plan(&ids, &found);
     r.status.nodes_without_extractor = without;
     if requests.is_empty() {
         r.status.gathered = true;

@@ -195,6 +195,24 @@ impl ContainerIdsByNode {
     pub fn total(&self) -> usize {
         self.0.values().map(Vec::len).sum()
     }
+
+    /// Only the IDs an extractor can accept (`<runtime>://<64 hex>` or 64 hex), and the others:
+    /// one malformed ID in the cluster must not cost a node its whole answer (the extractor
+    /// rejects a request naming a malformed ID with 400).
+    pub fn split_valid(&self) -> (ContainerIdsByNode, Vec<String>) {
+        let mut valid = ContainerIdsByNode::default();
+        let mut invalid = Vec::new();
+        for (node, ids) in &self.0 {
+            for id in ids {
+                if id.parse::<runtime_info::ContainerId>().is_ok() {
+                    valid.0.entry(node.clone()).or_default().push(id.clone());
+                } else {
+                    invalid.push(id.clone());
+                }
+            }
+        }
+        (valid, invalid)
+    }
 }
 
 /// A namespace being filled, with its dedup index.
@@ -861,5 +879,27 @@ pub(crate) mod tests {
         let g = ShapeBuilder::new(PODS_LIMIT).finish();
         assert_eq!(g.info.namespaces, None);
         assert_eq!(g.info.pod_count, 0);
+    }
+
+    #[test]
+    fn malformed_container_ids_are_set_aside() {
+        let hex = "a".repeat(64);
+        let mut ids = ContainerIdsByNode::default();
+        ids.0.insert(
+            "n1".into(),
+            vec![
+                format!("cri-o://{hex}"),
+                "cri-o://abc123".into(),
+                hex.clone(),
+            ],
+        );
+        ids.0.insert("n2".into(), vec!["garbage".into()]);
+        let (valid, invalid) = ids.split_valid();
+        assert_eq!(valid.0.len(), 1);
+        assert_eq!(valid.0["n1"], vec![format!("cri-o://{hex}"), hex]);
+        assert_eq!(
+            invalid,
+            vec!["cri-o://abc123".to_owned(), "garbage".to_owned()]
+        );
     }
 }
