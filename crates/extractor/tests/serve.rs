@@ -1666,3 +1666,167 @@ async fn load_200_concurrent_posts_with_the_real_scanner() {
     eprintln!("200 concurrent POSTs (20 containers, cold cache) in {elapsed:?}; peak RSS growth {growth_mib} MiB (server and clients in this process)");
     assert!(growth_mib < 150, "peak memory grew by {growth_mib} MiB");
 }
+
+// ---------------------------------------------------------------------------------------------
+// the binary: help, SIGTERM
+
+#[test]
+fn serve_help_documents_every_flag_with_env_and_default() {
+    let out = Command::new(env!("CARGO_BIN_EXE_runtime-extractor"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for (flag, env) in [
+        ("--listen", "RUNTIME_EXTRACTOR_LISTEN"),
+        ("--health-listen", "RUNTIME_EXTRACTOR_HEALTH_LISTEN"),
+        ("--scanner-socket", "RUNTIME_EXTRACTOR_SCANNER_SOCKET"),
+        ("--tls-cert", "RUNTIME_EXTRACTOR_TLS_CERT"),
+        ("--tls-key", "RUNTIME_EXTRACTOR_TLS_KEY"),
+        ("--tls-min-version", "RUNTIME_EXTRACTOR_TLS_MIN_VERSION"),
+        ("--tls-cipher-suites", "RUNTIME_EXTRACTOR_TLS_CIPHER_SUITES"),
+        (
+            "--tls-reload-interval",
+            "RUNTIME_EXTRACTOR_TLS_RELOAD_INTERVAL",
+        ),
+        ("--auth", "RUNTIME_EXTRACTOR_AUTH"),
+        ("--allow-user", "RUNTIME_EXTRACTOR_ALLOW_USERS"),
+        ("--auth-cache-ttl", "RUNTIME_EXTRACTOR_AUTH_CACHE_TTL"),
+        ("--kubeconfig", "RUNTIME_EXTRACTOR_KUBECONFIG"),
+        ("--request-timeout", "RUNTIME_EXTRACTOR_REQUEST_TIMEOUT"),
+        (
+            "--max-concurrent-scans",
+            "RUNTIME_EXTRACTOR_MAX_CONCURRENT_SCANS",
+        ),
+        ("--cache-max-age", "RUNTIME_EXTRACTOR_CACHE_MAX_AGE"),
+        ("--cache-capacity", "RUNTIME_EXTRACTOR_CACHE_CAPACITY"),
+        ("--shutdown-timeout", "RUNTIME_EXTRACTOR_SHUTDOWN_TIMEOUT"),
+        (
+            "--insecure-allow-unauthenticated",
+            "RUNTIME_EXTRACTOR_INSECURE_ALLOW_UNAUTHENTICATED",
+        ),
+    ] {
+        assert!(help.contains(flag), "{flag} missing from\n{help}");
+        assert!(
+            help.contains(&format!("[env: {env}")),
+            "{env} missing from\n{help}"
+        );
+    }
+    for default in [
+        "[default: 0.0.0.0:8443]",
+        "[default: 0.0.0.0:8081]",
+        "[default: /run/runtime-extractor/scanner.sock]",
+        "[default: 100s]",
+        "[default: system:serviceaccount:openshift-insights:operator]",
+        "[default: kubernetes]",
+    ] {
+        assert!(help.contains(default), "{default} missing from\n{help}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// SIGTERM to the real binary while a request is in flight (held 1.5 s by the FaultScanner
+/// stand-in, the only way to have a request in flight at a known moment): the request
+/// completes, the process exits 0 soon after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_exits() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let fault = FaultScanner::start(
+        dir.path(),
+        vec![fake_container(1)],
+        Some(Duration::from_millis(1500)),
+    );
+    let ca = TestCa::new("ca");
+    let (crt, key, _) = write_serving_cert(&ca, &dir.path().join("tls"));
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0k").unwrap();
+    let (api, health) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runtime-extractor"))
+        .arg("serve")
+        .args(["--listen", &format!("127.0.0.1:{api}")])
+        .args(["--health-listen", &format!("127.0.0.1:{health}")])
+        .arg("--tls-cert")
+        .arg(&crt)
+        .arg("--tls-key")
+        .arg(&key)
+        .arg("--scanner-socket")
+        .arg(&fault.socket)
+        .arg(format!("--auth=token-file={}", token.display()))
+        .args(["--shutdown-timeout", "10s", "--log-format", "json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{health}/healthz")).await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "serve did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ready = reqwest::get(format!("http://127.0.0.1:{health}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let client = client_for(&ca);
+    let inflight = client
+        .post(format!("https://127.0.0.1:{api}{PATH}"))
+        .bearer_auth("t0k")
+        .json(&json!({ "containerIds": [] }))
+        .send();
+    let pid = child.id() as i32;
+    let term = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // SAFETY: plain kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        Instant::now()
+    };
+    let (resp, sent_at) = tokio::join!(inflight, term);
+    let resp = resp.expect("in-flight request completed despite SIGTERM");
+    assert_eq!(resp.status(), 200);
+    let got: NodeRuntimeInfo = resp.json().await.unwrap();
+    assert_eq!(got["ns"]["pod-1"].len(), 1);
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                let mut log = String::new();
+                use std::io::Read;
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut log)
+                    .unwrap();
+                return (s, log);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    let (status, log) = status;
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(sent_at.elapsed() < Duration::from_secs(5));
+    assert!(log.contains("signal received, shutting down"), "{log}");
+    // JSON logs, one object per line, and the token never appears.
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+    assert!(!log.contains("t0k"), "{log}");
+}

@@ -185,7 +185,31 @@ async fn serve_benchmark() {
     let list100 = time_n(100, || direct(hexes.clone(), true)).await;
     let scan1 = time_n(60, || direct(vec![hex0.clone()], false)).await;
     let cached1 = time_n(300, || post(url_cached.clone(), one.clone())).await;
-    let uncached1 = time_n(60, || post(url_uncached.clone(), one.clone())).await;
+    // Warm the keep-alive connection (a 404 costs no scanner call), then one sample per
+    // container, each its first request.
+    let _ = client
+        .get(url_uncached.replace("/gather_runtime_info", "/warm-up"))
+        .bearer_auth("bench-token")
+        .send()
+        .await
+        .unwrap();
+    let mut samples = Vec::new();
+    for id in &ids {
+        let t = Instant::now();
+        post(url_uncached.clone(), json!({ "containerIds": [id] })).await;
+        samples.push(t.elapsed());
+    }
+    let uncached1 = median(samples);
+    // The same two scanner calls made directly, for each container in turn: what serve's
+    // uncached path costs without serve.
+    let mut samples = Vec::new();
+    for hex in &hexes {
+        let t = Instant::now();
+        direct(vec![hex.clone()], true).await;
+        direct(vec![hex.clone()], false).await;
+        samples.push(t.elapsed());
+    }
+    let direct_pair = median(samples);
     let cached100 = time_n(100, || post(url_cached.clone(), hundred.clone())).await;
 
     // Throughput: 8 keep-alive clients hammering cached answers for 5 s each.
@@ -224,9 +248,9 @@ async fn serve_benchmark() {
     let rps1 = rps(one.clone()).await;
     let rps100 = rps(hundred.clone()).await;
 
-    let overhead_cached = cached1.saturating_sub(list1);
-    let overhead_uncached = uncached1.saturating_sub(list1 + scan1);
-    let overhead_100 = cached100.saturating_sub(list100);
+    // Uncached: serve's time on top of the two scanner calls it makes. Cached: serve makes no
+    // scanner call at all (validated from /proc), so all of it is serve's own time.
+    let overhead_uncached = ms(uncached1) - ms(direct_pair);
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     println!("\n| Measurement (median, keep-alive HTTPS, TLS handshake excluded) | Time |");
     println!("|---|---|");
@@ -240,23 +264,26 @@ async fn serve_benchmark() {
     );
     println!("| direct scanner scan, 1 container | {:.2} ms |", ms(scan1));
     println!(
-        "| serve POST, 1 container, cached | {:.2} ms |",
-        ms(cached1)
+        "| direct scanner `listOnly` + scan, each of the 100 containers | {:.2} ms |",
+        ms(direct_pair)
     );
     println!(
-        "| serve POST, 1 container, uncached | {:.2} ms |",
+        "| serve POST, 1 container, uncached (first request per container, 100 samples) | {:.2} ms |",
         ms(uncached1)
+    );
+    println!(
+        "| serve POST, 1 container, cached (no scanner call) | {:.2} ms |",
+        ms(cached1)
     );
     println!(
         "| serve POST, 100 containers, cached | {:.2} ms |",
         ms(cached100)
     );
     println!(
-        "| **overhead** over the scanner calls it makes, cached 1 / uncached 1 / cached 100 | {:.2} / {:.2} / {:.2} ms (target ≤ 1 ms: {}) |",
-        ms(overhead_cached),
-        ms(overhead_uncached),
-        ms(overhead_100),
-        verdict(overhead_cached <= Duration::from_millis(1) && overhead_uncached <= Duration::from_millis(1))
+        "| **serve overhead per request**: uncached (over the same listOnly + scan made directly) / cached 1 (all of it) | {:.2} / {:.2} ms (target ≤ 1 ms: {}) |",
+        overhead_uncached,
+        ms(cached1),
+        verdict(overhead_uncached <= 1.0 && cached1 <= Duration::from_millis(1))
     );
     println!(
         "| **cached answer, 100 containers** | {:.2} ms (target ≤ 5 ms: {}) |",
