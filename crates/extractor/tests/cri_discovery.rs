@@ -322,3 +322,38 @@ fn cgroup_fallback_finds_the_runtime_reported_pids() {
         assert_eq!(found.get(&c.id), Some(&c.pid), "{}: {found:?}", c.name);
     }
 }
+
+/// The client remembers host PIDs (no status call per container on later listings); what it
+/// remembers must stay right as containers come and go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_pids_follow_containers_coming_and_going() {
+    let Some(sb) = CriSandbox::start_or_skip("remembered_pids_follow_containers_coming_and_going")
+    else {
+        return;
+    };
+    let first = sb
+        .run_pod(
+            &PodSpec::new("ns", "a").container(ContainerSpec::new("c", &["/bin/sleep", "3631"])),
+        )
+        .unwrap();
+    let cri = CriClient::connect(Some(sb.socket_path())).await.unwrap();
+    let c1 = first.container("c").unwrap();
+    for _ in 0..3 {
+        let listed = cri.list_running(None).await.unwrap();
+        assert_eq!(find(&listed, c1).pid, c1.pid);
+        assert!(cmdline(c1.pid).contains("3631"));
+    }
+    sb.stop_container(&c1.id).unwrap();
+    let second = sb
+        .run_pod(
+            &PodSpec::new("ns", "b").container(ContainerSpec::new("c", &["/bin/sleep", "3632"])),
+        )
+        .unwrap();
+    let c2 = second.container("c").unwrap();
+    for filter in [None, Some(vec![id(&c2.id), id(&c1.id)])] {
+        let listed = cri.list_running(filter.as_deref()).await.unwrap();
+        assert_eq!(listed.len(), 1, "{listed:#?}");
+        assert_eq!(find(&listed, c2).pid, c2.pid);
+        assert!(cmdline(c2.pid).contains("3632"));
+    }
+}

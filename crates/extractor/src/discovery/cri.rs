@@ -81,6 +81,11 @@ pub struct CriClient {
     /// Where the host's procfs is (for the cgroup fallback): `/proc` (the scanner runs with
     /// hostPID).
     proc_root: PathBuf,
+    /// Host PID and its start time per container ID. A container's init process lives as long
+    /// as the container, so after the first status call a listing needs no per-container RPC;
+    /// an entry is used only while that PID still has the same start time, and entries of
+    /// containers no longer listed are dropped (the map never outgrows the node).
+    known_pids: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u32, u64)>>>,
 }
 
 impl CriClient {
@@ -128,6 +133,7 @@ impl CriClient {
             runtime_name: version.runtime_name,
             runtime_version: version.runtime_version,
             proc_root: PathBuf::from("/proc"),
+            known_pids: Default::default(),
         })
     }
 
@@ -174,6 +180,11 @@ impl CriClient {
             })
             .collect();
 
+        if wanted.is_none() {
+            // A full listing tells which containers are gone: forget their PIDs.
+            let listed: HashSet<&str> = selected.iter().map(|(c, _)| c.id.as_str()).collect();
+            self.known().retain(|id, _| listed.contains(id.as_str()));
+        }
         let found: Vec<Option<Container>> = stream::iter(selected)
             .map(|(c, identity)| self.complete(c, identity))
             .buffered(STATUS_CONCURRENCY)
@@ -182,7 +193,30 @@ impl CriClient {
         let mut found: Vec<Container> = found.into_iter().flatten().collect();
         self.fill_pids_from_cgroups(&mut found).await;
         found.retain(|c| c.pid != PID_UNKNOWN);
+        let procfs = crate::process::Procfs::at(&self.proc_root);
+        let mut known = self.known();
+        for c in &found {
+            if let Ok(start) = procfs.start_time(c.pid) {
+                known.insert(c.id_hex.clone(), (c.pid, start));
+            }
+        }
         Ok(found)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u32, u64)>> {
+        // A panic while holding the lock cannot leave the map inconsistent: keep using it.
+        self.known_pids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The remembered PID of a container, if that process is still the same one.
+    fn known_pid(&self, id: &str) -> Option<u32> {
+        let (pid, start) = *self.known().get(id)?;
+        let now = crate::process::Procfs::at(&self.proc_root)
+            .start_time(pid)
+            .ok()?;
+        (now == start).then_some(pid)
     }
 
     /// Containers whose status had no usable PID: one pass over /proc for their cgroups.
@@ -248,6 +282,17 @@ impl CriClient {
     /// Host PID of one container from its verbose status, or `None` (logged) when it is gone,
     /// not running, or its status carries no usable PID.
     async fn complete(&self, c: cri_api::Container, identity: Identity) -> Option<Container> {
+        if let Some(pid) = self.known_pid(&c.id) {
+            return Some(Container {
+                kubernetes_id: format!("{}://{}", self.runtime_name, c.id),
+                id_hex: c.id,
+                namespace: identity.namespace,
+                pod: identity.pod,
+                name: identity.name,
+                pid,
+                image_ref: c.image_ref,
+            });
+        }
         let request = ContainerStatusRequest {
             container_id: c.id.clone(),
             verbose: true,
