@@ -1297,8 +1297,9 @@ mod tests {
         };
         let host = tempfile::tempdir().unwrap();
         fs::write(host.path().join("data.txt"), "from the host\n").unwrap();
-        let script = "echo probe > /ro/new 2>/dev/null; echo \"ro=$?\" > /tmp/result; \
-                      echo ok > /rw/written; exec /bin/sleep 3700";
+        // /tmp/result is written last: once the test sees it, the other writes are done.
+        let script = "echo probe > /ro/new 2>/dev/null; r=$?; echo ok > /rw/written; \
+                      echo \"ro=$r\" > /tmp/result; exec /bin/sleep 3700";
         let pod = sb
             .run_pod(
                 &PodSpec::new("ns-a", "pod-a").container(
