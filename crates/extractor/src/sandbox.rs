@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use runtime_info::{ContainerRuntimeInfo, RuntimeComponent};
+use runtime_info::ContainerRuntimeInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::{self, Root};
@@ -238,23 +238,7 @@ pub fn validate(bytes: &[u8]) -> Result<SandboxReport, SandboxError> {
             report.info.runtimes.len()
         )));
     }
-    let clean = |s: &str| sanitize(s, MAX_VALUE_CHARS);
-    let info = &report.info;
-    let info = ContainerRuntimeInfo {
-        os: clean(&info.os),
-        os_version: clean(&info.os_version),
-        kind: clean(&info.kind),
-        kind_version: clean(&info.kind_version),
-        kind_implementer: clean(&info.kind_implementer),
-        runtimes: info
-            .runtimes
-            .iter()
-            .map(|r| RuntimeComponent {
-                name: clean(&r.name),
-                version: clean(&r.version),
-            })
-            .collect(),
-    };
+    let info = report.info.map_values(|s| sanitize(s, MAX_VALUE_CHARS));
     Ok(SandboxReport {
         info,
         privileges: report.privileges,
@@ -443,6 +427,7 @@ fn analyse(job: &SandboxJob) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runtime_info::RuntimeComponent;
 
     fn dropped() -> Privileges {
         Privileges {

@@ -54,18 +54,23 @@ impl ContainerRuntimeInfo {
 
     /// Every value hashed with [`anonymize`]; empty values stay empty.
     pub fn anonymized(&self) -> Self {
+        self.map_values(anonymize)
+    }
+
+    /// The same structure with `f` applied to every value (hashing, sanitising).
+    pub fn map_values(&self, f: impl Fn(&str) -> String) -> Self {
         ContainerRuntimeInfo {
-            os: anonymize(&self.os),
-            os_version: anonymize(&self.os_version),
-            kind: anonymize(&self.kind),
-            kind_version: anonymize(&self.kind_version),
-            kind_implementer: anonymize(&self.kind_implementer),
+            os: f(&self.os),
+            os_version: f(&self.os_version),
+            kind: f(&self.kind),
+            kind_version: f(&self.kind_version),
+            kind_implementer: f(&self.kind_implementer),
             runtimes: self
                 .runtimes
                 .iter()
                 .map(|r| RuntimeComponent {
-                    name: anonymize(&r.name),
-                    version: anonymize(&r.version),
+                    name: f(&r.name),
+                    version: f(&r.version),
                 })
                 .collect(),
         }
