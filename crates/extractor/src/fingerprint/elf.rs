@@ -813,6 +813,20 @@ pub mod testelf {
         }
     }
 
+    /// `.dynamic` and `.dynstr` contents of a 64-bit little-endian launcher that needs
+    /// `library` and libc (`DT_STRTAB` at 0x3000, where the caller places `.dynstr`).
+    pub fn dynamic_needing(library: &str) -> (Vec<u8>, Vec<u8>) {
+        let mut dynstr = format!("\0{library}\0libc.so.6\0").into_bytes();
+        dynstr.resize(dynstr.len().div_ceil(8) * 8, 0);
+        let libc_offset = 1 + library.len() as u64 + 1;
+        let mut dynamic = Vec::new();
+        for (tag, val) in [(1u64, 1u64), (1, libc_offset), (5, 0x3000), (0, 0)] {
+            dynamic.extend_from_slice(&tag.to_le_bytes());
+            dynamic.extend_from_slice(&val.to_le_bytes());
+        }
+        (dynamic, dynstr)
+    }
+
     /// Build an executable ELF: one `PT_LOAD` per section (at the section's address), optional
     /// `PT_DYNAMIC` over a section named `.dynamic`, and section headers unless `strip`.
     pub fn build(is_64: bool, big_endian: bool, sections: &[TestSection], strip: bool) -> Vec<u8> {

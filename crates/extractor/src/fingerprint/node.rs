@@ -147,7 +147,7 @@ pub(crate) fn parse_triple(bytes: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::elf::testelf::{build, write, TestSection};
+    use super::super::elf::testelf::{build, dynamic_needing, write, TestSection};
     use super::*;
     use std::process::Command;
 
@@ -249,13 +249,7 @@ mod tests {
         );
         write(dir.path(), "/usr/lib/x86_64-linux-gnu/libnode.so.109", &lib);
         // The launcher needs libnode.so.109 through its dynamic section.
-        let mut dynstr = b"\0libnode.so.109\0libc.so.6\0".to_vec();
-        dynstr.resize(32, 0);
-        let mut dynamic = Vec::new();
-        for (tag, val) in [(1u64, 1u64), (1, 16), (5, 0x3000), (0, 0)] {
-            dynamic.extend_from_slice(&tag.to_le_bytes());
-            dynamic.extend_from_slice(&val.to_le_bytes());
-        }
+        let (dynamic, dynstr) = dynamic_needing("libnode.so.109");
         let launcher = build(
             true,
             false,

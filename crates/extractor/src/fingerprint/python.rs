@@ -195,7 +195,7 @@ fn micro_and_suffix(bytes: &[u8]) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::elf::testelf::{build, write, TestSection};
+    use super::super::elf::testelf::{build, dynamic_needing, write, TestSection};
     use super::*;
     use std::path::Path;
     use std::process::Command;
@@ -357,13 +357,7 @@ mod tests {
             false,
         );
         write(dir.path(), "/usr/local/lib/libpython3.9.so.1.0", &lib);
-        let mut dynstr = b"\0libpython3.9.so.1.0\0libc.so.6\0".to_vec();
-        dynstr.resize(40, 0);
-        let mut dynamic = Vec::new();
-        for (tag, val) in [(1u64, 1u64), (1, 21), (5, 0x3000), (0, 0)] {
-            dynamic.extend_from_slice(&tag.to_le_bytes());
-            dynamic.extend_from_slice(&val.to_le_bytes());
-        }
+        let (dynamic, dynstr) = dynamic_needing("libpython3.9.so.1.0");
         let launcher = build(
             true,
             false,
