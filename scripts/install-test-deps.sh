@@ -8,11 +8,11 @@
 #                              its .deb is also kept in /var/cache/runtime-insights/
 #   openjdk-17-jdk-headless, golang-go, nodejs, python3, zip
 #                              build the workloads the fingerprint tests run
-#   util-linux                 nsenter/unshare for namespace tests
+#   util-linux, mount, procps  unshare/setpriv/mount/kill for namespace tests
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-PACKAGES=(containerd runc busybox-static openjdk-17-jdk-headless golang-go nodejs python3 zip util-linux)
+PACKAGES=(containerd runc busybox-static openjdk-17-jdk-headless golang-go nodejs python3 zip util-linux mount procps)
 CACHE_DIR=/var/cache/runtime-insights
 BUSYBOX_DEB=$CACHE_DIR/busybox-static.deb
 
