@@ -117,14 +117,20 @@ async fn scan_command(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let opts = scan_options(&args.analysis);
     let hash = |info: ContainerRuntimeInfo| if args.hash { info.anonymized() } else { info };
     if !args.pid.is_empty() || args.host {
+        let mut names = BTreeMap::new();
         let (found, errors) = if args.host {
             eprintln!("runtime-extractor: scanning every process of this machine...");
-            (
-                scan::scan_host(&opts)
-                    .await
-                    .context("cannot list processes")?,
-                vec![],
-            )
+            let host = scan::scan_host(&opts)
+                .await
+                .context("cannot list processes")?;
+            eprintln!(
+                "runtime-extractor: {} processes, {} analysed (shells and init wrappers are not), {} with a recognised runtime",
+                host.processes,
+                host.analysed,
+                host.found.len()
+            );
+            names = host.names;
+            (host.found, vec![])
         } else {
             for pid in &args.pid {
                 if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
@@ -138,7 +144,7 @@ async fn scan_command(args: ScanArgs) -> anyhow::Result<ExitCode> {
         }
         let found: BTreeMap<String, ContainerRuntimeInfo> =
             found.into_iter().map(|(k, v)| (k, hash(v))).collect();
-        print_by_key(&found, args.output, "PID")?;
+        print_by_key(&found, &names, args.output, "PID")?;
         return Ok(if errors.is_empty() {
             ExitCode::SUCCESS
         } else {
@@ -196,17 +202,30 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// JSON keyed by PID, or a table whose first column is the PID and, when known, the
+/// process name.
 fn print_by_key(
     found: &BTreeMap<String, ContainerRuntimeInfo>,
+    names: &BTreeMap<String, String>,
     output: Output,
     key: &str,
 ) -> anyhow::Result<()> {
     match output {
         Output::Json => print_json(found),
         Output::Table => {
-            let mut rows: Vec<(String, ContainerRuntimeInfo)> =
-                found.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            rows.sort_by_key(|(k, _)| k.parse::<u64>().unwrap_or(u64::MAX));
+            let mut rows: Vec<(u64, String, ContainerRuntimeInfo)> = found
+                .iter()
+                .map(|(k, v)| {
+                    let label = match names.get(k) {
+                        Some(name) => format!("{k} {name}"),
+                        None => k.clone(),
+                    };
+                    (k.parse::<u64>().unwrap_or(u64::MAX), label, v.clone())
+                })
+                .collect();
+            rows.sort_by_key(|(pid, _, _)| *pid);
+            let rows: Vec<(String, ContainerRuntimeInfo)> =
+                rows.into_iter().map(|(_, k, v)| (k, v)).collect();
             print_table(&rows, key)
         }
     }

@@ -182,9 +182,7 @@ pub async fn scan_pids(
 /// `scan --host`: every process of this machine whose own fingerprint finds a runtime kind,
 /// keyed by PID. Each process is analysed alone (not its subtree), so a parent is not
 /// credited with its children's runtime. Kernel threads and this process are skipped.
-pub async fn scan_host(
-    opts: &ScanOptions,
-) -> std::io::Result<BTreeMap<String, ContainerRuntimeInfo>> {
+pub async fn scan_host(opts: &ScanOptions) -> std::io::Result<HostScan> {
     let me = std::process::id();
     let procfs = opts.procfs.clone();
     let processes: Vec<ProcessFacts> = tokio::task::spawn_blocking(move || {
@@ -202,6 +200,11 @@ pub async fn scan_host(
     })
     .await
     .map_err(std::io::Error::other)??;
+    let names: BTreeMap<String, String> = processes
+        .iter()
+        .map(|p| (p.pid.to_string(), p.comm.clone()))
+        .collect();
+    let processes_seen = processes.len();
     let opts = Arc::new(opts.clone());
     let results: Vec<(u32, Option<ContainerRuntimeInfo>)> = stream::iter(processes)
         .filter(|p| std::future::ready(select::classify(p) != select::Class::Wrapper))
@@ -222,11 +225,35 @@ pub async fn scan_host(
         .buffer_unordered(opts.concurrency.max(1))
         .collect()
         .await;
-    Ok(results
+    let analysed = results.len();
+    let found: BTreeMap<String, ContainerRuntimeInfo> = results
         .into_iter()
         .filter_map(|(pid, info)| Some((pid.to_string(), info?)))
         .filter(|(_, info)| !info.kind.is_empty())
-        .collect())
+        .collect();
+    let names = names
+        .into_iter()
+        .filter(|(pid, _)| found.contains_key(pid))
+        .collect();
+    Ok(HostScan {
+        found,
+        names,
+        processes: processes_seen,
+        analysed,
+    })
+}
+
+/// What `scan --host` saw.
+#[derive(Debug, Clone, Default)]
+pub struct HostScan {
+    /// PID → what was found, for processes with a recognised runtime kind.
+    pub found: BTreeMap<String, ContainerRuntimeInfo>,
+    /// PID → process name (`comm`) of the processes in `found`.
+    pub names: BTreeMap<String, String>,
+    /// Processes looked at (kernel threads excluded).
+    pub processes: usize,
+    /// Processes analysed in a sandbox (wrappers such as shells are not).
+    pub analysed: usize,
 }
 
 /// Containers of this node (all, or only `requested`) through the CRI, then analysed.

@@ -282,10 +282,18 @@ impl Contained {
 
 impl Drop for Contained {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.unshare.id())])
-            .status();
-        let _ = self.unshare.kill();
+        // The workload is PID 1 of its namespace: killing it ends the namespace. It must be
+        // killed directly: once it dropped its uid (setpriv), the parent-death signal that
+        // `unshare --kill-child` set is gone.
+        for pid in [self.pid, self.unshare.id()] {
+            if let Some(pid) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
         let _ = self.unshare.wait();
     }
 }
