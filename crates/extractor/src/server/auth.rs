@@ -177,8 +177,10 @@ impl<K: Eq + std::hash::Hash, V: Clone> TtlCache<K, V> {
 pub struct KubeAuth {
     client: kube::Client,
     allow_users: HashSet<String>,
-    authn_cache: TtlCache<[u8; 32], Authn>,
-    authz_cache: TtlCache<([u8; 32], String), bool>,
+    // Shared with the in-flight review futures, which fill them before they resolve: a request
+    // arriving just after a review finished then finds the answer instead of starting another.
+    authn_cache: Arc<TtlCache<[u8; 32], Authn>>,
+    authz_cache: Arc<TtlCache<([u8; 32], String), bool>>,
     authn_inflight: Coalescer<[u8; 32], Result<Authn, String>>,
     authz_inflight: Coalescer<([u8; 32], String), Result<bool, String>>,
 }
@@ -192,8 +194,8 @@ impl KubeAuth {
                 .map(|u| u.trim().to_owned())
                 .filter(|u| !u.is_empty())
                 .collect(),
-            authn_cache: TtlCache::new(ttl),
-            authz_cache: TtlCache::new(ttl),
+            authn_cache: Arc::new(TtlCache::new(ttl)),
+            authz_cache: Arc::new(TtlCache::new(ttl)),
             authn_inflight: Coalescer::default(),
             authz_inflight: Coalescer::default(),
         }
@@ -206,14 +208,21 @@ impl KubeAuth {
             None => {
                 let client = self.client.clone();
                 let token = token.to_owned();
-                let (fut, _) = self
-                    .authn_inflight
-                    .join(key, move || token_review(client, token));
-                match fut.await {
-                    Ok(a) => {
-                        self.authn_cache.put(key, a.clone());
-                        a
+                let cache = Arc::clone(&self.authn_cache);
+                let (fut, _) = self.authn_inflight.join(key, move || async move {
+                    // Checked again: a review that ended since our miss filled the cache
+                    // before it resolved, so a new one is only started when none did.
+                    if let Some(a) = cache.get(&key) {
+                        return Ok(a);
                     }
+                    let answer = token_review(client, token).await;
+                    if let Ok(a) = &answer {
+                        cache.put(key, a.clone());
+                    }
+                    answer
+                });
+                match fut.await {
+                    Ok(a) => a,
                     Err(reason) => return Decision::Unavailable { reason },
                 }
             }
@@ -232,14 +241,20 @@ impl KubeAuth {
             None => {
                 let client = self.client.clone();
                 let verb = verb.to_owned();
-                let (fut, _) = self.authz_inflight.join(zkey.clone(), move || {
-                    subject_access_review(client, user, verb)
+                let cache = Arc::clone(&self.authz_cache);
+                let key = zkey.clone();
+                let (fut, _) = self.authz_inflight.join(zkey, move || async move {
+                    if let Some(a) = cache.get(&key) {
+                        return Ok(a);
+                    }
+                    let answer = subject_access_review(client, user, verb).await;
+                    if let Ok(a) = &answer {
+                        cache.put(key, *a);
+                    }
+                    answer
                 });
                 match fut.await {
-                    Ok(a) => {
-                        self.authz_cache.put(zkey, a);
-                        a
-                    }
+                    Ok(a) => a,
                     Err(reason) => return Decision::Unavailable { reason },
                 }
             }
