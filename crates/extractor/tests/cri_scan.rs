@@ -328,3 +328,103 @@ fn nix_kill_term(pid: u32) {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
 }
+
+/// Replace a file the way an attacker inside the container would: the running process keeps
+/// its old inode, the scanner opens the path and gets the new content.
+fn swap_file(path: &Path, content: &[u8]) {
+    let tmp = path.with_extension("swap");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn zip_bomb() -> Vec<u8> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    zip.start_file("META-INF/MANIFEST.MF", opts).unwrap();
+    let chunk = vec![b'A'; 1 << 20];
+    for _ in 0..64 {
+        zip.write_all(&chunk).unwrap();
+    }
+    zip.finish().unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn hostile_containers_cost_only_themselves() {
+    let Some(sb) = CriSandbox::start_or_skip("hostile_containers_cost_only_themselves") else {
+        return;
+    };
+    if !require("JVM workloads", workloads::jdk_unavailable())
+        || !require("Go workloads", workloads::go_unavailable())
+    {
+        return;
+    }
+    let build = tempfile::tempdir().unwrap();
+    let jdk = workloads::jdk_home().unwrap();
+    let app = build.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let jar = workloads::spring_boot_jar(build.path(), "3.1.4").unwrap();
+    std::fs::copy(&jar, app.join("app.jar")).unwrap();
+    let (go_bin, _) = workloads::go_sleeper(&build.path().join("go")).unwrap();
+    std::fs::copy(&go_bin, app.join("main")).unwrap();
+    // /etc with a FIFO as os-release and a 1 GiB fallback.
+    let etc = build.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(etc.join("os-release"))
+        .status()
+        .unwrap()
+        .success());
+
+    let evil = sb
+        .run_pod(
+            &PodSpec::new("evil", "evil-0")
+                .container(
+                    ContainerSpec::new("bomb", &["/opt/jdk/bin/java", "-jar", "/app/app.jar"])
+                        .mount(&jdk, "/opt/jdk", true)
+                        .mount(&app, "/app", false)
+                        .mount(&etc, "/etc", false)
+                        .with_host_libraries(),
+                )
+                .container(
+                    ContainerSpec::new("corrupt-elf", &["/app/main"]).mount(&app, "/app", false),
+                ),
+        )
+        .unwrap();
+    let good = sb
+        .run_pod(
+            &PodSpec::new("good", "good-0")
+                .container(ContainerSpec::new("idle", &["/bin/sleep", "3600"])),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    swap_file(&app.join("app.jar"), &zip_bomb());
+    let mut corrupt = std::fs::read(&go_bin).unwrap();
+    corrupt.truncate(4096);
+    corrupt[0x20..0x40].fill(0xff); // section/program header offsets point nowhere
+    swap_file(&app.join("main"), &corrupt);
+
+    let started = Instant::now();
+    let all = scan(&sb, &[]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let key = |id: &str| format!("{}://{id}", sb.runtime_name());
+    let bomb = &all["evil"]["evil-0"][key(&evil.container("bomb").unwrap().id)];
+    assert_eq!(bomb["kind"], "Java", "{all:#}");
+    assert!(bomb.get("runtimes").is_none(), "{bomb}");
+    assert!(bomb.get("os").is_none(), "FIFO os-release: {bomb}");
+    let elf = &all["evil"]["evil-0"][key(&evil.container("corrupt-elf").unwrap().id)];
+    assert!(elf.get("kind").is_none(), "{elf}");
+    assert_eq!(
+        all["good"]["good-0"][key(&good.container("idle").unwrap().id)],
+        serde_json::json!({"os": "alpine", "osVersion": "3.99.0"})
+    );
+}
