@@ -3,12 +3,13 @@
 //! loudly otherwise and fails under CI=true.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use extractor::scanner_proto::{self, ScanRequest};
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, PodSpec};
+use testkit::daemons::ScannerDaemon;
 use testkit::rootfs::{require, which};
 use testkit::workloads;
 
@@ -177,46 +178,18 @@ fn scan_reports_every_container_of_the_node() {
     assert!(msg.contains("invalid container ID"), "{msg}");
 }
 
-struct Scanner {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Scanner {
-    fn start(sb: &CriSandbox) -> Scanner {
-        let dir = tempfile::Builder::new()
-            .prefix("ri-scanner-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let socket = dir.path().join("scanner.sock");
-        let child = Command::new(bin())
-            .arg("scanner")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--cri-socket")
-            .arg(sb.socket_path())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "scanner socket never appeared");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Scanner {
-            child,
-            socket,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Scanner {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_scanner(sb: &CriSandbox) -> (ScannerDaemon, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("ri-scanner-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let daemon = ScannerDaemon::start(
+        Path::new(bin()),
+        sb.socket_path(),
+        &dir.path().join("scanner.sock"),
+    )
+    .unwrap();
+    (daemon, dir)
 }
 
 fn ask(socket: &Path, req: ScanRequest) -> scanner_proto::ScanResponse {
@@ -249,7 +222,7 @@ fn scanner_daemon_serves_framed_requests_safely() {
         )
         .unwrap();
     let node_c = pod.container("node").unwrap();
-    let mut scanner = Scanner::start(&sb);
+    let (mut scanner, _dir) = start_scanner(&sb);
     let mode = std::fs::metadata(&scanner.socket)
         .unwrap()
         .permissions()

@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, SupportedCipherSuite, SupportedProtocolVersion};
 use serde_json::{json, Value};
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, PodSpec};
+use testkit::daemons::ScannerDaemon;
 use testkit::{ApiServer, TestCa};
 
 const PATH: &str = "/gather_runtime_info";
@@ -79,43 +80,17 @@ fn client_for(ca: &TestCa) -> reqwest::Client {
 }
 
 /// The real scanner daemon, as a child process.
-struct RealScanner {
-    child: Child,
-    socket: PathBuf,
-}
+/// The real scanner daemon (testkit), on a socket in `dir`.
+struct RealScanner;
 
 impl RealScanner {
-    fn start(sb: &CriSandbox, dir: &Path) -> RealScanner {
-        let socket = dir.join("scanner.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_runtime-extractor"))
-            .args(["scanner", "--log", "warn", "--socket"])
-            .arg(&socket)
-            .arg("--cri-socket")
-            .arg(sb.socket_path())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawning runtime-extractor scanner");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "scanner did not listen on {}",
-                socket.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        RealScanner { child, socket }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RealScanner {
-    fn drop(&mut self) {
-        self.stop();
+    fn start(sb: &CriSandbox, dir: &Path) -> ScannerDaemon {
+        ScannerDaemon::start(
+            Path::new(env!("CARGO_BIN_EXE_runtime-extractor")),
+            sb.socket_path(),
+            &dir.join("scanner.sock"),
+        )
+        .expect("starting runtime-extractor scanner")
     }
 }
 

@@ -9,8 +9,8 @@
 //! - serve's cached answer for 100 containers;
 //! - cached answers per second with 8 concurrent keep-alive clients.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -18,21 +18,13 @@ use extractor::scanner_proto::{self, ScanRequest};
 use extractor::server::{self, ServeArgs};
 use serde_json::json;
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, PodSpec};
+use testkit::daemons::ScannerDaemon;
 use testkit::TestCa;
 
 #[derive(Parser)]
 struct Wrap {
     #[command(flatten)]
     serve: ServeArgs,
-}
-
-struct Scanner(Child, PathBuf);
-
-impl Drop for Scanner {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -88,18 +80,12 @@ async fn serve_benchmark() {
     eprintln!("100 containers started in {:?}", t.elapsed());
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("scanner.sock");
-    let child = Command::new(env!("CARGO_BIN_EXE_runtime-extractor"))
-        .args(["scanner", "--log", "warn", "--socket"])
-        .arg(&socket)
-        .arg("--cri-socket")
-        .arg(sb.socket_path())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let scanner = Scanner(child, socket.clone());
-    while std::os::unix::net::UnixStream::connect(&scanner.1).is_err() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let scanner = ScannerDaemon::start(
+        Path::new(env!("CARGO_BIN_EXE_runtime-extractor")),
+        sb.socket_path(),
+        &socket,
+    )
+    .unwrap();
 
     let ca = TestCa::new("bench-ca");
     let ck = ca.issue_server(&["localhost"], &["127.0.0.1".parse().unwrap()]);

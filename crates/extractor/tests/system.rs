@@ -14,6 +14,7 @@ use gatherer::gather::{gather, GatherSettings, PodSource, RuntimeInfoSettings};
 use gatherer::pods::ListOptions;
 use runtime_info::{anonymize, workload_hash};
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, PodSpec, RunningPod, BUSYBOX_IMAGE};
+use testkit::daemons::ScannerDaemon;
 use testkit::rootfs::which;
 use testkit::{ApiServer, ContainerState, PodBuilder, TestCa};
 
@@ -52,7 +53,7 @@ impl Drop for Daemon {
 /// One node: containerd + scanner + serve on `ip:port`.
 struct Node {
     sb: CriSandbox,
-    _scanner: Daemon,
+    _scanner: ScannerDaemon,
     _serve: Daemon,
     _dir: tempfile::TempDir,
 }
@@ -72,17 +73,7 @@ fn start_node(ip: IpAddr, port: u16, cert_dir: &Path, kubeconfig: &Path) -> Opti
         .tempdir_in("/tmp")
         .unwrap();
     let socket = dir.path().join("scanner.sock");
-    let scanner = Daemon(
-        Command::new(bin())
-            .args(["scanner", "--socket"])
-            .arg(&socket)
-            .arg("--cri-socket")
-            .arg(sb.socket_path())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("scanner", || socket.exists());
+    let scanner = ScannerDaemon::start(Path::new(bin()), sb.socket_path(), &socket).unwrap();
     let health = free_port(&[ip]);
     let serve = Daemon(
         Command::new(bin())

@@ -28,6 +28,7 @@
 pub mod apiserver;
 pub mod certs;
 pub mod cri_sandbox;
+pub mod daemons;
 pub mod pods;
 pub mod rootfs;
 pub mod workloads;
