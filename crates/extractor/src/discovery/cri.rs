@@ -283,15 +283,7 @@ impl CriClient {
     /// not running, or its status carries no usable PID.
     async fn complete(&self, c: cri_api::Container, identity: Identity) -> Option<Container> {
         if let Some(pid) = self.known_pid(&c.id) {
-            return Some(Container {
-                kubernetes_id: format!("{}://{}", self.runtime_name, c.id),
-                id_hex: c.id,
-                namespace: identity.namespace,
-                pod: identity.pod,
-                name: identity.name,
-                pid,
-                image_ref: c.image_ref,
-            });
+            return Some(self.container(c, identity, pid));
         }
         let request = ContainerStatusRequest {
             container_id: c.id.clone(),
@@ -332,7 +324,11 @@ impl CriClient {
                 PID_UNKNOWN
             }
         };
-        Some(Container {
+        Some(self.container(c, identity, pid))
+    }
+
+    fn container(&self, c: cri_api::Container, identity: Identity, pid: u32) -> Container {
+        Container {
             kubernetes_id: format!("{}://{}", self.runtime_name, c.id),
             id_hex: c.id,
             namespace: identity.namespace,
@@ -340,7 +336,7 @@ impl CriClient {
             name: identity.name,
             pid,
             image_ref: c.image_ref,
-        })
+        }
     }
 
     fn rpc_error(&self, call: &'static str, source: tonic::Status) -> DiscoveryError {
