@@ -1805,3 +1805,69 @@ async fn sigterm_drains_in_flight_requests_and_exits() {
     }
     assert!(!log.contains("t0k"), "{log}");
 }
+
+/// Connections over `--max-connections` are closed at once; a freed slot is usable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_are_capped() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("conn-cap-ca");
+    let (crt, key, _) = write_serving_cert(&ca, &dir.path().join("tls"));
+    let token = dir.path().join("token");
+    std::fs::write(&token, "cap-token").unwrap();
+    let auth = format!("token-file={}", token.display());
+    let socket = dir.path().join("no-scanner.sock");
+    let served = Served::start(
+        serve_args(&[
+            "--tls-cert",
+            crt.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--scanner-socket",
+            socket.to_str().unwrap(),
+            "--auth",
+            &auth,
+            "--max-connections",
+            "2",
+        ]),
+        &ca,
+    )
+    .await;
+    // An invalid body is answered (400) without the scanner: enough to hold a connection.
+    let ask = |client: reqwest::Client| {
+        let url = format!("{}{PATH}", served.url);
+        async move {
+            client
+                .post(url)
+                .bearer_auth("cap-token")
+                .header("Content-Type", "application/json")
+                .body("not json")
+                .send()
+                .await
+        }
+    };
+    let mut clients: Vec<reqwest::Client> = (0..3).map(|_| client_for(&ca)).collect();
+    for c in &clients[..2] {
+        assert_eq!(ask(c.clone()).await.unwrap().status(), 400);
+    }
+    // Both keep-alive connections are still open: a third is refused.
+    assert!(
+        ask(clients[2].clone()).await.is_err(),
+        "a third connection was served"
+    );
+    // Closing one frees its slot.
+    drop(clients.remove(0));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match ask(clients[1].clone()).await {
+            Ok(resp) => {
+                assert_eq!(resp.status(), 400);
+                break;
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "slot never freed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

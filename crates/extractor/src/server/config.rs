@@ -116,6 +116,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_concurrent_scans: u32,
 
+    /// Open HTTPS connections at most; connections over the cap are closed at once, before
+    /// the TLS handshake (the gatherer needs one per request; this only bites a flood).
+    #[arg(long, env = "RUNTIME_EXTRACTOR_MAX_CONNECTIONS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+
     /// Upper bound on the age of a cached result, even when the container's process is
     /// unchanged (0 = no bound).
     #[arg(long, env = "RUNTIME_EXTRACTOR_CACHE_MAX_AGE", default_value = "24h", value_parser = humantime::parse_duration)]

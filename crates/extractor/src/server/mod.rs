@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cache;
 pub mod coalesce;
 pub mod config;
+pub mod conn_limit;
 pub mod health;
 pub mod metrics;
 pub mod scan_pool;
@@ -215,6 +216,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
         .handshake_timeout(HANDSHAKE_TIMEOUT);
     let handle = axum_server::Handle::new();
+    let acceptor = conn_limit::LimitAcceptor::new(acceptor, args.max_connections as usize);
     let mut server = axum_server::from_tcp(api_listener)?
         .acceptor(acceptor)
         .handle(handle.clone());
