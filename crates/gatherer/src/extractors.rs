@@ -622,21 +622,13 @@ pub fn decode_node_runtime_info(body: &[u8]) -> Result<RuntimeInfos, String> {
 mod tests {
     use super::*;
 
-    fn key(ns: &str, pod: &str, id: &str) -> RuntimeKey {
-        RuntimeKey {
-            namespace: ns.into(),
-            pod: pod.into(),
-            container_id: id.into(),
-        }
-    }
-
     /// TestGetNodeWorkloadRuntimeInfos: "valid data with single container".
     #[test]
     fn valid_data_with_single_container() {
         let body = br#"{"test-namespace":{"test-pod-1":{"cri-o://foo-1":{"os":"rhel","runtimes":[{"name":"runtime-A"}]}}}}"#;
         let got = decode_node_runtime_info(body).unwrap();
         assert_eq!(got.len(), 1);
-        let info = &got[&key("test-namespace", "test-pod-1", "cri-o://foo-1")];
+        let info = &got[&RuntimeKey::new("test-namespace", "test-pod-1", "cri-o://foo-1")];
         assert_eq!(info.os, "rhel");
         assert_eq!(
             info.runtimes,
@@ -653,7 +645,11 @@ mod tests {
         let body = br#"{"test-namespace":{"test-pod-1":{"cri-o://foo-1":{"os":"rhel","runtimes":[{"name":"runtime-A"}]},"cri-o://empty":{}}}}"#;
         let got = decode_node_runtime_info(body).unwrap();
         assert_eq!(got.len(), 1);
-        assert!(got.contains_key(&key("test-namespace", "test-pod-1", "cri-o://foo-1")));
+        assert!(got.contains_key(&RuntimeKey::new(
+            "test-namespace",
+            "test-pod-1",
+            "cri-o://foo-1"
+        )));
     }
 
     /// "complex nested data with multiple namespaces".
@@ -671,15 +667,18 @@ mod tests {
         });
         let got = decode_node_runtime_info(&serde_json::to_vec(&body).unwrap()).unwrap();
         assert_eq!(got.len(), 3);
-        let c1 = &got[&key("ns-1", "pod-1", "container-1")];
+        let c1 = &got[&RuntimeKey::new("ns-1", "pod-1", "container-1")];
         assert_eq!(
             (c1.os.as_str(), c1.kind.as_str(), c1.runtimes.len()),
             ("rhel", "vm", 2)
         );
-        let c2 = &got[&key("ns-1", "pod-1", "container-2")];
+        let c2 = &got[&RuntimeKey::new("ns-1", "pod-1", "container-2")];
         assert_eq!((c2.os.as_str(), c2.runtimes.len()), ("ubuntu", 0));
-        assert!(!got.contains_key(&key("ns-1", "pod-2", "container-3")));
-        assert_eq!(got[&key("ns-2", "pod-3", "container-4")].os, "fedora");
+        assert!(!got.contains_key(&RuntimeKey::new("ns-1", "pod-2", "container-3")));
+        assert_eq!(
+            got[&RuntimeKey::new("ns-2", "pod-3", "container-4")].os,
+            "fedora"
+        );
     }
 
     /// "invalid JSON data": a parse error, no result.
@@ -719,7 +718,7 @@ mod tests {
         let mut keys: Vec<_> = got.keys().map(|k| k.container_id.as_str()).collect();
         keys.sort();
         assert_eq!(keys, ["empty-runtimes", "upper"]);
-        let upper = &got[&key("ns", "pod", "upper")];
+        let upper = &got[&RuntimeKey::new("ns", "pod", "upper")];
         assert_eq!(upper.os, "rhel");
         assert_eq!(upper.runtimes, vec![RuntimeComponent::default()]);
         assert!(decode_node_runtime_info(b"null").unwrap().is_empty());

@@ -39,14 +39,6 @@ mod tests {
     use super::*;
     use crate::output::{ContainerShape, NamespacePods, PodShape};
 
-    fn key(ns: &str, pod: &str, id: &str) -> RuntimeKey {
-        RuntimeKey {
-            namespace: ns.into(),
-            pod: pod.into(),
-            container_id: id.into(),
-        }
-    }
-
     fn info(os: &str, kind: &str) -> ContainerRuntimeInfo {
         ContainerRuntimeInfo {
             os: os.into(),
@@ -91,7 +83,7 @@ mod tests {
     /// Test_mergeRuntimeInfoIntoShapes: "merges into matching".
     #[test]
     fn merges_into_matching() {
-        let k = key("test-ns", "test-pod", "cri-o://container-1");
+        let k = RuntimeKey::new("test-ns", "test-pod", "cri-o://container-1");
         let mut d = doc(vec![], vec![container(k.clone())]);
         let infos = RuntimeInfos::from([(k, info("rhel", "java"))]);
         assert_eq!(merge_runtime_info_into_shapes(&mut d, &infos), 1);
@@ -104,10 +96,14 @@ mod tests {
     fn non_matching_is_left_alone() {
         let mut d = doc(
             vec![],
-            vec![container(key("test-ns", "test-pod", "cri-o://container-1"))],
+            vec![container(RuntimeKey::new(
+                "test-ns",
+                "test-pod",
+                "cri-o://container-1",
+            ))],
         );
         let infos = RuntimeInfos::from([(
-            key("other-ns", "other-pod", "cri-o://container-1"),
+            RuntimeKey::new("other-ns", "other-pod", "cri-o://container-1"),
             info("rhel", "java"),
         )]);
         assert_eq!(merge_runtime_info_into_shapes(&mut d, &infos), 0);
@@ -117,8 +113,8 @@ mod tests {
     /// "only regular containers".
     #[test]
     fn only_regular_containers() {
-        let ki = key("ns", "pod", "cri-o://init-container");
-        let ka = key("ns", "pod", "cri-o://app-container");
+        let ki = RuntimeKey::new("ns", "pod", "cri-o://init-container");
+        let ka = RuntimeKey::new("ns", "pod", "cri-o://app-container");
         let mut d = doc(vec![container(ki.clone())], vec![container(ka.clone())]);
         let infos = RuntimeInfos::from([(ki, info("rhel", "java")), (ka, info("rhel", "nodejs"))]);
         merge_runtime_info_into_shapes(&mut d, &infos);
@@ -131,7 +127,7 @@ mod tests {
     #[test]
     fn merge_workloads_into_empty_global() {
         let node = RuntimeInfos::from([(
-            key("A", "pod-A", "container-foo"),
+            RuntimeKey::new("A", "pod-A", "container-foo"),
             info("linux", "test-kind"),
         )]);
         let mut global = RuntimeInfos::new();
@@ -144,38 +140,44 @@ mod tests {
     fn merge_workloads_overwrites_and_adds() {
         let mut global = RuntimeInfos::from([
             (
-                key("A", "pod-A", "container-foo"),
+                RuntimeKey::new("A", "pod-A", "container-foo"),
                 info("linux", "test-kind"),
             ),
             (
-                key("A", "pod-A", "container-bar"),
+                RuntimeKey::new("A", "pod-A", "container-bar"),
                 info("linux", "bar-kind"),
             ),
             (
-                key("B", "pod-B", "container-baz"),
+                RuntimeKey::new("B", "pod-B", "container-baz"),
                 info("linux", "baz-kind"),
             ),
         ]);
         let node = RuntimeInfos::from([
             (
-                key("A", "pod-A", "container-foo"),
+                RuntimeKey::new("A", "pod-A", "container-foo"),
                 info("linux", "updated-kind"),
             ),
             (
-                key("C", "pod-C", "container-test-C"),
+                RuntimeKey::new("C", "pod-C", "container-test-C"),
                 info("linux", "c-kind"),
             ),
         ]);
         merge_workloads(&mut global, node);
         assert_eq!(global.len(), 4);
         assert_eq!(
-            global[&key("A", "pod-A", "container-foo")].kind,
+            global[&RuntimeKey::new("A", "pod-A", "container-foo")].kind,
             "updated-kind"
         );
-        assert_eq!(global[&key("A", "pod-A", "container-bar")].kind, "bar-kind");
-        assert_eq!(global[&key("B", "pod-B", "container-baz")].kind, "baz-kind");
         assert_eq!(
-            global[&key("C", "pod-C", "container-test-C")].kind,
+            global[&RuntimeKey::new("A", "pod-A", "container-bar")].kind,
+            "bar-kind"
+        );
+        assert_eq!(
+            global[&RuntimeKey::new("B", "pod-B", "container-baz")].kind,
+            "baz-kind"
+        );
+        assert_eq!(
+            global[&RuntimeKey::new("C", "pod-C", "container-test-C")].kind,
             "c-kind"
         );
     }

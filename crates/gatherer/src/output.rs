@@ -76,6 +76,16 @@ pub struct RuntimeKey {
     pub container_id: String,
 }
 
+impl RuntimeKey {
+    pub fn new(namespace: &str, pod: &str, container_id: &str) -> Self {
+        RuntimeKey {
+            namespace: namespace.to_owned(),
+            pod: pod.to_owned(),
+            container_id: container_id.to_owned(),
+        }
+    }
+}
+
 /// One container of a shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ContainerShape {

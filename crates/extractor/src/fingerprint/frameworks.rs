@@ -349,7 +349,7 @@ fn exploded_nested_version(root: &Root, dir: &str, f: &JavaFramework) -> Option<
 mod tests {
     use super::super::jar::tests::build_jar;
     use super::*;
-    use crate::fingerprint::fsroot::testing::root_with;
+    use crate::fingerprint::testing::root_with;
 
     fn rc(name: &str, version: &str) -> RuntimeComponent {
         RuntimeComponent {

@@ -128,31 +128,9 @@ impl Root {
     }
 }
 
-/// Fixtures for the fingerprint tests: a root made of the given files.
-#[cfg(test)]
-pub(crate) mod testing {
-    use super::Root;
-
-    pub(crate) fn root_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Root) {
-        let dir = tempfile::tempdir().unwrap();
-        for (path, content) in files {
-            let p = dir.path().join(path.trim_start_matches('/'));
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, content).unwrap();
-        }
-        let root = Root::open(dir.path()).unwrap();
-        (dir, root)
-    }
-
-    pub(crate) fn root_with_text(files: &[(&str, &str)]) -> (tempfile::TempDir, Root) {
-        let bytes: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
-        root_with(&bytes)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::testing::root_with;
+    use crate::fingerprint::testing::root_with;
     use std::os::unix::fs::symlink;
 
     #[test]

@@ -149,22 +149,13 @@ fn read_pointed_string(
 mod tests {
     use super::super::elf::testelf::{build, write, TestSection};
     use super::*;
+    use crate::fingerprint::testing::process;
     use std::process::Command;
 
     fn root() -> (tempfile::TempDir, Root) {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(dir.path()).unwrap();
         (dir, root)
-    }
-
-    fn process(comm: &str, exe: Option<&str>, argv: &[&str]) -> ProcessFacts {
-        ProcessFacts {
-            comm: comm.into(),
-            exe: exe.map(Into::into),
-            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
-            cwd: Some("/".into()),
-            ..Default::default()
-        }
     }
 
     fn go_detection(version: &str) -> Option<Detection> {

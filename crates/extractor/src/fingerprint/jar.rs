@@ -612,7 +612,7 @@ impl Manifest {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::fingerprint::fsroot::testing::root_with;
+    use crate::fingerprint::testing::root_with;
     use std::io::{Cursor, Write};
     use zip::write::SimpleFileOptions;
     use zip::CompressionMethod;

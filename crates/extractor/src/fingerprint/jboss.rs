@@ -78,7 +78,7 @@ fn component(name: &str, version: &str) -> Option<RuntimeComponent> {
 mod tests {
     use super::super::jar::tests::build_jar;
     use super::*;
-    use crate::fingerprint::fsroot::testing::root_with;
+    use crate::fingerprint::testing::root_with;
 
     fn rc(name: &str, version: &str) -> Option<RuntimeComponent> {
         Some(RuntimeComponent {

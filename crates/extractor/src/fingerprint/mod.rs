@@ -15,6 +15,8 @@ pub mod jboss;
 pub mod node;
 pub mod os;
 pub mod python;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use runtime_info::{ContainerRuntimeInfo, RuntimeComponent};
 

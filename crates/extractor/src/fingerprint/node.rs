@@ -149,17 +149,8 @@ pub(crate) fn parse_triple(bytes: &[u8]) -> Option<String> {
 mod tests {
     use super::super::elf::testelf::{build, dynamic_needing, write, TestSection};
     use super::*;
+    use crate::fingerprint::testing::process;
     use std::process::Command;
-
-    fn process(comm: &str, exe: Option<&str>, argv: &[&str]) -> ProcessFacts {
-        ProcessFacts {
-            comm: comm.into(),
-            exe: exe.map(Into::into),
-            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
-            cwd: Some("/app".into()),
-            ..Default::default()
-        }
-    }
 
     fn node(version: &str) -> Option<Detection> {
         Some(Detection {

@@ -60,7 +60,7 @@ fn properties(text: &str) -> impl Iterator<Item = (&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fingerprint::fsroot::testing::root_with_text as root_with;
+    use crate::fingerprint::testing::root_with_text as root_with;
     use std::os::unix::fs::symlink;
 
     fn os(id: &str, version: &str) -> Option<OsRelease> {

@@ -197,18 +197,9 @@ fn micro_and_suffix(bytes: &[u8]) -> Option<&str> {
 mod tests {
     use super::super::elf::testelf::{build, dynamic_needing, write, TestSection};
     use super::*;
+    use crate::fingerprint::testing::process;
     use std::path::Path;
     use std::process::Command;
-
-    fn process(comm: &str, exe: Option<&str>, argv: &[&str]) -> ProcessFacts {
-        ProcessFacts {
-            comm: comm.into(),
-            exe: exe.map(Into::into),
-            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
-            cwd: Some("/app".into()),
-            ..Default::default()
-        }
-    }
 
     fn python(version: &str) -> Option<Detection> {
         Some(Detection {
