@@ -6,13 +6,13 @@
 #   containerd, runc           real CRI runtime for discovery/scan tests (testkit::cri_sandbox)
 #   busybox-static             rootfs of the locally built test image (no registry needed);
 #                              its .deb is also kept in /var/cache/runtime-insights/
-#   openjdk-17-jdk-headless, golang-go, nodejs, python3, zip
+#   openjdk-17-jdk-headless, golang-go, nodejs, python3, zip, tomcat10
 #                              build the workloads the fingerprint tests run
 #   util-linux, mount, procps  unshare/setpriv/mount/kill for namespace tests
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-PACKAGES=(containerd runc busybox-static openjdk-17-jdk-headless golang-go nodejs python3 zip util-linux mount procps)
+PACKAGES=(containerd runc busybox-static openjdk-17-jdk-headless golang-go nodejs python3 zip util-linux mount procps tomcat10)
 CACHE_DIR=/var/cache/runtime-insights
 BUSYBOX_DEB=$CACHE_DIR/busybox-static.deb
 
