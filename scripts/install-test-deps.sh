@@ -9,10 +9,11 @@
 #   openjdk-17-jdk-headless, golang-go, nodejs, python3, zip, tomcat10
 #                              build the workloads the fingerprint tests run
 #   util-linux, mount, procps  unshare/setpriv/mount/kill for namespace tests
+#   gcc, libc6-dev             static ELF test programs (GraalVM-style native executables)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-PACKAGES=(containerd runc busybox-static openjdk-17-jdk-headless golang-go nodejs python3 zip util-linux mount procps tomcat10)
+PACKAGES=(containerd runc busybox-static openjdk-17-jdk-headless golang-go nodejs python3 zip util-linux mount procps tomcat10 gcc libc6-dev)
 CACHE_DIR=/var/cache/runtime-insights
 BUSYBOX_DEB=$CACHE_DIR/busybox-static.deb
 

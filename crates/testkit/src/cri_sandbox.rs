@@ -175,6 +175,10 @@ pub struct PodSpec {
     pub namespace: String,
     pub name: String,
     pub containers: Vec<ContainerSpec>,
+    /// Run one after the other to completion (exit 0) before `containers` start, as the
+    /// kubelet runs init containers. A sidecar (restartable init container) is, for the CRI,
+    /// just a container started before the app: put it first in `containers`.
+    pub init_containers: Vec<ContainerSpec>,
 }
 
 impl PodSpec {
@@ -183,10 +187,16 @@ impl PodSpec {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             containers: Vec::new(),
+            init_containers: Vec::new(),
         }
     }
     pub fn container(mut self, container: ContainerSpec) -> Self {
         self.containers.push(container);
+        self
+    }
+    /// An init container: started before the others, which start only once it exited 0.
+    pub fn init_container(mut self, container: ContainerSpec) -> Self {
+        self.init_containers.push(container);
         self
     }
 }
@@ -201,6 +211,14 @@ pub struct RunningContainer {
     pub pid: u32,
 }
 
+/// An init container that ran to completion (it stays known to the runtime, EXITED).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedContainer {
+    pub name: String,
+    /// The runtime's 64-hex container ID.
+    pub id: String,
+}
+
 /// A started pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningPod {
@@ -209,11 +227,15 @@ pub struct RunningPod {
     pub name: String,
     pub uid: String,
     pub containers: Vec<RunningContainer>,
+    pub init_containers: Vec<CompletedContainer>,
 }
 
 impl RunningPod {
     pub fn container(&self, name: &str) -> Option<&RunningContainer> {
         self.containers.iter().find(|c| c.name == name)
+    }
+    pub fn init_container(&self, name: &str) -> Option<&CompletedContainer> {
+        self.init_containers.iter().find(|c| c.name == name)
     }
 }
 
@@ -601,6 +623,36 @@ disabled_plugins = []
             .with_context(|| format!("RunPodSandbox {}/{}", spec.namespace, spec.name))?
             .pod_sandbox_id;
 
+        let mut init_containers = Vec::new();
+        for c in &spec.init_containers {
+            let config = container_config(c, &pod_labels)?;
+            let mut client = self.client()?;
+            let (pod, sandbox_config) = (pod_id.clone(), pod_config.clone());
+            let name = c.name.clone();
+            let done = self.block(async move {
+                let id = client
+                    .create_container(api::CreateContainerRequest {
+                        pod_sandbox_id: pod,
+                        config: Some(config),
+                        sandbox_config: Some(sandbox_config),
+                    })
+                    .await
+                    .with_context(|| format!("CreateContainer {name} (init)"))?
+                    .container_id;
+                client
+                    .start_container(api::StartContainerRequest {
+                        container_id: id.clone(),
+                    })
+                    .await
+                    .with_context(|| format!("StartContainer {name} ({id}, init)"))?;
+                wait_for_exit(&mut client, &id)
+                    .await
+                    .with_context(|| format!("init container {name}"))?;
+                Ok::<_, anyhow::Error>(CompletedContainer { name, id })
+            })??;
+            init_containers.push(done);
+        }
+
         let mut containers = Vec::new();
         for c in &spec.containers {
             let config = container_config(c, &pod_labels)?;
@@ -634,6 +686,7 @@ disabled_plugins = []
             name: spec.name.clone(),
             uid,
             containers,
+            init_containers,
         })
     }
 
@@ -1058,6 +1111,41 @@ async fn remove_pod(mut client: RuntimeServiceClient, pod_id: String) -> Result<
     Ok(())
 }
 
+/// Wait until an init container has exited; an exit code other than 0 is an error (the
+/// kubelet would not start the pod's other containers).
+async fn wait_for_exit(client: &mut RuntimeServiceClient, id: &str) -> Result<()> {
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    loop {
+        let status = client
+            .container_status(api::ContainerStatusRequest {
+                container_id: id.to_owned(),
+                verbose: false,
+            })
+            .await
+            .with_context(|| format!("ContainerStatus {id}"))?
+            .status
+            .ok_or_else(|| anyhow!("ContainerStatus {id}: no status"))?;
+        if status.state == api::ContainerState::ContainerExited as i32 {
+            if status.exit_code != 0 {
+                bail!(
+                    "exited with code {} ({} {})",
+                    status.exit_code,
+                    status.reason,
+                    status.message
+                );
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "still running after {CALL_TIMEOUT:?} (state {})",
+                status.state
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The host PID of a just-started container (the runtime may need a moment to report it).
 async fn wait_for_pid(client: &mut RuntimeServiceClient, id: &str) -> Result<u32> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1413,6 +1501,58 @@ mod tests {
             ))
             .unwrap_err();
         assert!(format!("{err:#}").contains("/nonexistent/ri"), "{err:#}");
+    }
+
+    #[test]
+    fn init_containers_complete_before_the_others_start() {
+        let Some(sb) =
+            CriSandbox::start_or_skip("init_containers_complete_before_the_others_start")
+        else {
+            return;
+        };
+        let shared = tempfile::tempdir().unwrap();
+        // The init container sleeps first: the app sees its file only if it waited.
+        let pod = sb
+            .run_pod(
+                &PodSpec::new("ns", "with-init")
+                    .init_container(
+                        ContainerSpec::new(
+                            "init",
+                            &["/bin/sh", "-c", "sleep 0.3; echo done > /shared/init"],
+                        )
+                        .mount(shared.path(), "/shared", false),
+                    )
+                    .container(
+                        ContainerSpec::new(
+                            "app",
+                            &[
+                                "/bin/sh",
+                                "-c",
+                                "cat /shared/init > /tmp/seen; exec sleep 3600",
+                            ],
+                        )
+                        .mount(shared.path(), "/shared", false),
+                    ),
+            )
+            .unwrap();
+        let init = pod.init_container("init").unwrap();
+        assert_eq!(init.id.len(), 64);
+        assert!(pod.container("init").is_none());
+        let app = pod.container("app").unwrap();
+        assert_eq!(wait_for_file(app.pid, "/tmp/seen"), "done\n");
+
+        let err = sb
+            .run_pod(
+                &PodSpec::new("ns", "failing-init")
+                    .init_container(ContainerSpec::new("init", &["/bin/sh", "-c", "exit 3"]))
+                    .container(ContainerSpec::new("app", &["/bin/sleep", "3600"])),
+            )
+            .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("init container init: exited with code 3"),
+            "{msg}"
+        );
     }
     /// Alive and not a zombie (a killed process whose parent died lingers as one until reaped).
     fn alive(pid: u32) -> bool {

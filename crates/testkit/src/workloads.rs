@@ -10,6 +10,8 @@ use anyhow::{bail, Context as _};
 
 use crate::rootfs::which;
 
+pub mod jvm;
+
 fn run(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd
         .output()
@@ -55,16 +57,60 @@ pub fn jdk_release(home: &Path) -> anyhow::Result<(String, String)> {
 
 /// A static Go program that sleeps forever, built into `dir`; returns (path, `go1.x.y`).
 pub fn go_sleeper(dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    go_build(
+        dir,
+        "sleeper",
+        "package main\n\nimport \"time\"\n\nfunc main() { time.Sleep(1 << 62) }\n",
+    )
+}
+
+/// A static (`CGO_ENABLED=0`) Go HTTP server, built into `dir`; returns (path, `go1.x.y`).
+/// It listens on `127.0.0.1:<port>` from its first argument, default a free port (pods use the
+/// host network, so a fixed port could collide), and answers every request with `ok`.
+pub fn go_http_server(dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    go_build(
+        dir,
+        "server",
+        r#"package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+)
+
+func main() {
+	addr := "127.0.0.1:0"
+	if len(os.Args) > 1 {
+		addr = os.Args[1]
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("listening on", ln.Addr())
+	err = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	}))
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(1)
+}
+"#,
+    )
+}
+
+/// Build the one-file module `main_go` as `dir/<name>` with `CGO_ENABLED=0` (static, like a
+/// scratch image's binary); returns (path, the toolchain's `go1.x.y`).
+fn go_build(dir: &Path, name: &str, main_go: &str) -> anyhow::Result<(PathBuf, String)> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
         dir.join("go.mod"),
-        "module example.com/sleeper\n\ngo 1.17\n",
+        format!("module example.com/{name}\n\ngo 1.17\n"),
     )?;
-    std::fs::write(
-        dir.join("main.go"),
-        "package main\n\nimport \"time\"\n\nfunc main() { time.Sleep(1 << 62) }\n",
-    )?;
-    let out = dir.join("sleeper");
+    std::fs::write(dir.join("main.go"), main_go)?;
+    let out = dir.join(name);
     let cache = dir.join(".gocache");
     run(Command::new("go")
         .args(["build", "-o"])

@@ -102,3 +102,187 @@ fn debian_versions_reduce_to_upstream() {
     assert_eq!(upstream_of("20.20.2-1nodesource1+repack1"), "20.20.2");
     assert_eq!(upstream_of("17.0.15+6-1~deb12u1"), "17.0.15");
 }
+
+/// One container of a matrix and the exact answer it must get; `None`: the scan must leave
+/// it out (e.g. an init container that has exited).
+pub struct Case {
+    pub label: String,
+    pub namespace: String,
+    pub pod: String,
+    /// The answer's key, `<runtime>://<64 hex>`.
+    pub key: String,
+    pub expected: Option<ContainerRuntimeInfo>,
+}
+
+impl Case {
+    /// `container` of `pod` must be answered exactly `expected`.
+    pub fn new(
+        label: &str,
+        sb: &CriSandbox,
+        pod: &RunningPod,
+        container: &str,
+        expected: ContainerRuntimeInfo,
+    ) -> Case {
+        let c = pod
+            .container(container)
+            .unwrap_or_else(|| panic!("pod {} has no container {container}", pod.name));
+        Case::keyed(label, sb, pod, &c.id, Some(expected))
+    }
+
+    /// The container `id` of `pod` must not be in the scan at all.
+    pub fn absent(label: &str, sb: &CriSandbox, pod: &RunningPod, id: &str) -> Case {
+        Case::keyed(label, sb, pod, id, None)
+    }
+
+    fn keyed(
+        label: &str,
+        sb: &CriSandbox,
+        pod: &RunningPod,
+        id: &str,
+        expected: Option<ContainerRuntimeInfo>,
+    ) -> Case {
+        Case {
+            label: label.to_owned(),
+            namespace: pod.namespace.clone(),
+            pod: pod.name.clone(),
+            key: format!("{}://{id}", sb.runtime_name()),
+            expected,
+        }
+    }
+}
+
+/// Compare every case with the scan and panic once, listing each mismatch (expected vs
+/// actual) and any container the scan reported that no case expects, so one run shows all.
+/// Prints one line per case either way.
+pub fn assert_cases(node: &NodeRuntimeInfo, cases: &[Case]) {
+    let show = |info: Option<&ContainerRuntimeInfo>| match info {
+        Some(i) => serde_json::to_string(i).unwrap_or_else(|e| e.to_string()),
+        None => "(absent)".to_owned(),
+    };
+    let mut failures = Vec::new();
+    for case in cases {
+        let actual = node
+            .get(&case.namespace)
+            .and_then(|pods| pods.get(&case.pod))
+            .and_then(|containers| containers.get(&case.key));
+        let ok = actual == case.expected.as_ref();
+        eprintln!(
+            "{} {:<28} {}",
+            if ok { "ok  " } else { "FAIL" },
+            case.label,
+            show(actual)
+        );
+        if !ok {
+            failures.push(format!(
+                "{} ({}/{} {}):\n    expected {}\n    actual   {}",
+                case.label,
+                case.namespace,
+                case.pod,
+                case.key,
+                show(case.expected.as_ref()),
+                show(actual)
+            ));
+        }
+    }
+    for (ns, pods) in node {
+        for (pod, containers) in pods {
+            for (key, info) in containers {
+                let known = cases
+                    .iter()
+                    .any(|c| &c.namespace == ns && &c.pod == pod && &c.key == key);
+                if !known {
+                    failures.push(format!(
+                        "unexpected container {ns}/{pod} {key}: {}",
+                        show(Some(info))
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// Write `files` (path relative to `dir` → content) under `dir`, creating directories; `dir`
+/// is made world-readable, as image layers must be (a layer's root becomes the image's `/`).
+pub fn write_files(dir: &std::path::Path, files: &[(&str, &str)]) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (path, content) in files {
+        let path = dir.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+    }
+}
+
+/// Wait until a process under `pid` (itself included, children of every thread, any depth)
+/// has `comm`: a wrapper's child may still be a fork of the wrapper when we first look.
+/// Returns that process's PID; panics after 30 s.
+pub fn wait_for_descendant(pid: u32, comm: &str) -> u32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut queue = vec![pid];
+        let mut seen = 0;
+        while let Some(p) = queue.pop() {
+            seen += 1;
+            let name = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            if name.trim_end() == comm {
+                return p;
+            }
+            let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
+                .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                .unwrap_or_default();
+            for task in tasks {
+                let children = std::fs::read_to_string(task.join("children")).unwrap_or_default();
+                queue.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no process `{comm}` under PID {pid} after 30 s ({seen} processes seen)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// What a container wrote to stdout and stderr so far (the CRI log file, one
+/// `<time> <stream> <tag> <line>` record per line), for failure messages.
+pub fn container_log(sb: &CriSandbox, pod: &RunningPod, container: &str) -> String {
+    let path = sb
+        .dir()
+        .join("pods")
+        .join(&pod.uid)
+        .join(format!("{container}.log"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| format!("(no log at {}: {e})", path.display()))
+}
+
+/// Wait until the container's log has a line containing `needle` (its program got that far);
+/// false once `deadline` passes.
+pub fn wait_for_log(
+    sb: &CriSandbox,
+    pod: &RunningPod,
+    container: &str,
+    needle: &str,
+    deadline: std::time::Instant,
+) -> bool {
+    loop {
+        if container_log(sb, pod, container).contains(needle) {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
