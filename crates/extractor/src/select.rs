@@ -93,8 +93,9 @@ pub fn classify(p: &ProcessFacts) -> Class {
     if is_runtime_name(comm) || is_runtime_name(exe) || is_runtime_name(argv0) {
         return Class::Runtime;
     }
-    // Node 24+ names its main thread `MainThread`.
-    if comm == "MainThread" && (exe == "node" || exe == "nodejs" || argv0 == "node") {
+    // Node 24+ names its main thread `MainThread`: the Node fingerprint's own rule decides, so
+    // ranking and detection agree (e.g. on a `node24` executable).
+    if crate::fingerprint::node::is_node(p) {
         return Class::Runtime;
     }
     if p.argv.is_empty() && p.exe.is_none() {
@@ -155,6 +156,22 @@ mod tests {
                 1
             )),
             Class::Runtime
+        );
+        assert_eq!(
+            classify(&p(
+                1,
+                "MainThread",
+                &["/opt/node24/bin/node24", "app.js"],
+                "/opt/node24/bin/node24",
+                1
+            )),
+            Class::Runtime,
+            "a versioned node executable with Node 24's thread name is still Node"
+        );
+        assert_eq!(
+            classify(&p(1, "MainThread", &["/app/server"], "/app/server", 1)),
+            Class::Unknown,
+            "MainThread alone is not Node"
         );
         assert_eq!(
             classify(&p(

@@ -42,7 +42,7 @@ fn is_node_name(name: &str) -> bool {
 
 /// `node`/`nodejs` by comm or executable; Node 24+ renames its main thread `MainThread`, which
 /// other programs use too, so that name needs a Node-like executable or `argv[0]` as well.
-fn is_node(process: &ProcessFacts) -> bool {
+pub(crate) fn is_node(process: &ProcessFacts) -> bool {
     let exe = process.exe.as_deref().map(basename);
     let argv0 = process.argv.first().map(|a| basename(a));
     if is_node_name(&process.comm) || exe.is_some_and(is_node_name) {
