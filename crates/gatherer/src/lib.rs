@@ -6,6 +6,7 @@
 //! and only after the listing ask each node's extractor about its IDs; merge; write.
 
 pub mod archive;
+pub mod cli;
 pub mod duration;
 pub mod extractors;
 pub mod gather;
