@@ -174,8 +174,6 @@ async fn gather_runtime_info(
                 merge::merge_workloads(&mut r.infos, infos);
             }
             Err(failure) => {
-                r.errors
-                    .push(format!("node {}: {}", outcome.node, failure.reason));
                 r.status.nodes_failed.push(FailedNode {
                     node: outcome.node,
                     pod_ip: outcome.pod_ip,
@@ -185,7 +183,14 @@ async fn gather_runtime_info(
             }
         }
     }
+    // Node order, not completion order: the same failures give the same report.
     r.status.nodes_failed.sort_by(|a, b| a.node.cmp(&b.node));
+    r.errors.extend(
+        r.status
+            .nodes_failed
+            .iter()
+            .map(|f| format!("node {}: {}", f.node, f.failure.reason)),
+    );
     r.elapsed = start.elapsed();
     r
 }
