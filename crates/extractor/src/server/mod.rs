@@ -213,8 +213,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         request_timeout: args.request_timeout,
     });
     let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server_config));
+    // TCP_NODELAY: on a fresh connection rustls sends its session tickets right after the
+    // handshake, and with Nagle the answer then waits for the client's delayed ACK (40 ms on
+    // Linux) — every gatherer request is on a fresh connection.
     let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
-        .handshake_timeout(HANDSHAKE_TIMEOUT);
+        .handshake_timeout(HANDSHAKE_TIMEOUT)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
     let handle = axum_server::Handle::new();
     let acceptor = conn_limit::LimitAcceptor::new(acceptor, args.max_connections as usize);
     let mut server = axum_server::from_tcp(api_listener)?
@@ -246,4 +250,96 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         metrics,
         pool,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::ManuallyDrop;
+    use std::net::TcpStream;
+    use std::os::fd::FromRawFd as _;
+
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    /// `TCP_NODELAY` of each connection accepted on `addr`, found through /proc/self/fd
+    /// (the server runs in this process).
+    fn accepted_nodelay(addr: SocketAddr) -> Vec<bool> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let is_socket = std::fs::read_link(entry.path())
+                .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
+            if !is_socket {
+                continue;
+            }
+            // SAFETY: a socket fd open in this process, borrowed only for the three calls
+            // below and never closed here (ManuallyDrop).
+            let s = ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd) });
+            // Accepted sockets have `addr` as their local address and a peer (the listener
+            // has no peer; the client's sockets have another local port).
+            if s.local_addr().ok() == Some(addr) && s.peer_addr().is_ok() {
+                found.push(s.nodelay().unwrap());
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn api_connections_are_accepted_with_nodelay() {
+        let ca = testkit::TestCa::new("nodelay-ca");
+        let dir = tempfile::tempdir().unwrap();
+        let (crt, key) = ca
+            .issue_server(&["localhost"], &["127.0.0.1".parse().unwrap()])
+            .write_to(dir.path());
+        let socket = dir.path().join("no-scanner.sock");
+        let args = Cli::try_parse_from([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--health-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            crt.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--scanner-socket",
+            socket.to_str().unwrap(),
+            "--auth",
+            "none",
+            "--insecure-allow-unauthenticated",
+        ])
+        .unwrap()
+        .serve;
+        let server = start(args).await.unwrap();
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap()])
+            .build()
+            .unwrap();
+        // A full request: the acceptor chain has run; the connection stays open (keep-alive).
+        let resp = client
+            .get(format!(
+                "https://127.0.0.1:{}/none",
+                server.api_addr().port()
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        assert_eq!(accepted_nodelay(server.api_addr()), vec![true]);
+        drop(client);
+        server.shutdown().await.unwrap();
+    }
 }
