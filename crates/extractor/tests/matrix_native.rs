@@ -142,7 +142,7 @@ int main(int argc, char **argv) {
 const NODE_IDLE: &str = "setInterval(() => {}, 1 << 30)";
 /// Node 24 names its main thread `MainThread` (so `comm` is that); Node 20 does not, but any
 /// thread may rename its thread group's leader through /proc/self/comm, which gives exactly
-/// Node 24's shape: argv `node …`, executable `node`, comm `MainThread`.
+/// Node 24's shape: comm `MainThread` on a Node executable.
 const NODE_MAIN_THREAD: &str =
     "require('fs').writeFileSync('/proc/self/comm', 'MainThread'); setInterval(() => {}, 1 << 30)";
 const PY_IDLE: &str = "import time; time.sleep(1e6)";
@@ -495,8 +495,14 @@ fn native_runtime_matrix_on_containerd() {
         &sb,
         "nodejs-main-thread",
         host.with_node(
-            ContainerSpec::new("nodejs", &["/usr/local/bin/node", "-e", NODE_MAIN_THREAD])
-                .image(&alpine322),
+            // Run as `node24`: neither the executable's nor argv[0]'s name says `node`, so only
+            // the MainThread rule can recognise it.
+            ContainerSpec::new(
+                "nodejs",
+                &["/opt/node24/bin/node24", "-e", NODE_MAIN_THREAD],
+            )
+            .mount(&host.node, "/opt/node24/bin/node24", true)
+            .image(&alpine322),
         ),
     );
     let python3 = one(
