@@ -630,21 +630,9 @@ disabled_plugins = []
             let (pod, sandbox_config) = (pod_id.clone(), pod_config.clone());
             let name = c.name.clone();
             let done = self.block(async move {
-                let id = client
-                    .create_container(api::CreateContainerRequest {
-                        pod_sandbox_id: pod,
-                        config: Some(config),
-                        sandbox_config: Some(sandbox_config),
-                    })
+                let id = create_and_start(&mut client, pod, sandbox_config, config)
                     .await
-                    .with_context(|| format!("CreateContainer {name} (init)"))?
-                    .container_id;
-                client
-                    .start_container(api::StartContainerRequest {
-                        container_id: id.clone(),
-                    })
-                    .await
-                    .with_context(|| format!("StartContainer {name} ({id}, init)"))?;
+                    .with_context(|| format!("init container {name}"))?;
                 wait_for_exit(&mut client, &id)
                     .await
                     .with_context(|| format!("init container {name}"))?;
@@ -660,21 +648,9 @@ disabled_plugins = []
             let (pod, sandbox_config) = (pod_id.clone(), pod_config.clone());
             let name = c.name.clone();
             let started = self.block(async move {
-                let id = client
-                    .create_container(api::CreateContainerRequest {
-                        pod_sandbox_id: pod,
-                        config: Some(config),
-                        sandbox_config: Some(sandbox_config),
-                    })
+                let id = create_and_start(&mut client, pod, sandbox_config, config)
                     .await
-                    .with_context(|| format!("CreateContainer {name}"))?
-                    .container_id;
-                client
-                    .start_container(api::StartContainerRequest {
-                        container_id: id.clone(),
-                    })
-                    .await
-                    .with_context(|| format!("StartContainer {name} ({id})"))?;
+                    .with_context(|| format!("container {name}"))?;
                 let pid = wait_for_pid(&mut client, &id).await?;
                 Ok::<_, anyhow::Error>(RunningContainer { name, id, pid })
             })??;
@@ -1109,6 +1085,31 @@ async fn remove_pod(mut client: RuntimeServiceClient, pod_id: String) -> Result<
         .await
         .with_context(|| format!("RemovePodSandbox {pod_id}"))?;
     Ok(())
+}
+
+/// CreateContainer then StartContainer, as the kubelet does; returns the container ID.
+async fn create_and_start(
+    client: &mut RuntimeServiceClient,
+    pod_sandbox_id: String,
+    sandbox_config: api::PodSandboxConfig,
+    config: api::ContainerConfig,
+) -> Result<String> {
+    let id = client
+        .create_container(api::CreateContainerRequest {
+            pod_sandbox_id,
+            config: Some(config),
+            sandbox_config: Some(sandbox_config),
+        })
+        .await
+        .context("CreateContainer")?
+        .container_id;
+    client
+        .start_container(api::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .with_context(|| format!("StartContainer {id}"))?;
+    Ok(id)
 }
 
 /// Wait until an init container has exited; an exit code other than 0 is an error (the
