@@ -153,12 +153,17 @@ fn sleeping_class(classes: &Path, fqcn: &str) -> anyhow::Result<()> {
 
 fn jar(out: &Path, manifest: &str, classes: &Path) -> anyhow::Result<()> {
     let home = jdk_home().context("no JDK")?;
+    jar_of_dir(&home.join("bin/jar"), out, manifest, classes)
+}
+
+/// `jar --create` of everything under `classes`, with `manifest` as META-INF/MANIFEST.MF.
+fn jar_of_dir(jar_tool: &Path, out: &Path, manifest: &str, classes: &Path) -> anyhow::Result<()> {
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let mf = out.with_extension("mf");
     std::fs::write(&mf, manifest)?;
-    run(Command::new(home.join("bin/jar"))
+    run(Command::new(jar_tool)
         .arg("--create")
         .arg("--file")
         .arg(out)

@@ -327,21 +327,7 @@ impl StandIns {
             std::fs::create_dir_all(to.parent().context("entry path")?)?;
             std::fs::copy(from, &to).with_context(|| format!("copying {}", from.display()))?;
         }
-        let mf = out.with_extension("mf");
-        std::fs::write(&mf, manifest)?;
-        if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        run(Command::new(&self.jar_tool)
-            .arg("--create")
-            .arg("--file")
-            .arg(out)
-            .arg("--manifest")
-            .arg(&mf)
-            .arg("-C")
-            .arg(&stage)
-            .arg("."))?;
-        std::fs::remove_file(&mf)?;
+        super::jar_of_dir(&self.jar_tool, out, manifest, &stage)?;
         std::fs::remove_dir_all(&stage)?;
         Ok(())
     }
