@@ -140,7 +140,7 @@ fn api_pod(
 #[test]
 fn gatherer_asks_each_node_for_only_what_it_needs() {
     if CriSandbox::available().is_err() && std::env::var("CI").as_deref() != Ok("true") {
-        eprintln!("SKIPPED system test: containerd sandbox unavailable");
+        testkit::announce_skip(format_args!("system test: containerd sandbox unavailable"));
         return;
     }
     testkit::install_crypto_provider();

@@ -312,7 +312,7 @@ async fn ipv6_pod_ip() {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("IPv6 loopback unavailable under CI=true");
         }
-        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        testkit::announce_skip(format_args!("no IPv6 loopback on this machine"));
         return;
     }
     let ex = start_extractors(

@@ -332,7 +332,9 @@ impl CriSandbox {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("{test}: containerd sandbox unavailable under CI=true: {why}");
             }
-            eprintln!("SKIPPED: {test}: containerd sandbox unavailable: {why}");
+            crate::announce_skip(format_args!(
+                "{test}: containerd sandbox unavailable: {why}"
+            ));
             return None;
         }
         match Self::start() {

@@ -55,7 +55,7 @@ pub fn require(what: &str, missing: Option<String>) -> bool {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("{what}: prerequisite missing under CI=true: {why}");
             }
-            eprintln!("SKIPPED {what}: {why}");
+            crate::announce_skip(format_args!("{what}: {why}"));
             false
         }
     }

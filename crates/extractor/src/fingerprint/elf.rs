@@ -1238,7 +1238,9 @@ mod tests {
                         std::env::var("CI").as_deref() != Ok("true"),
                         "{host} is required when CI=true"
                     );
-                    eprintln!("SKIPPED: detection cost for {host}: not on this machine");
+                    testkit::announce_skip(format_args!(
+                        "detection cost for {host}: not on this machine"
+                    ));
                     continue;
                 }
             }

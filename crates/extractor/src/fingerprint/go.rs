@@ -385,7 +385,9 @@ mod tests {
                     std::env::var("CI").as_deref() != Ok("true"),
                     "go is required when CI=true"
                 );
-                eprintln!("SKIPPED: real_go_binary: no `go` toolchain on this machine");
+                testkit::announce_skip(format_args!(
+                    "real_go_binary: no `go` toolchain on this machine"
+                ));
                 return;
             }
         };

@@ -890,7 +890,9 @@ pub(crate) mod tests {
                 Ok("true"),
                 "no real jars in CI"
             );
-            eprintln!("SKIPPED: no real jars under /usr/share/java or /usr/lib/jvm/*/lib");
+            testkit::announce_skip(format_args!(
+                "no real jars under /usr/share/java or /usr/lib/jvm/*/lib"
+            ));
             return;
         }
         for path in &jars {

@@ -1154,7 +1154,9 @@ mod tests {
                 Ok("true"),
                 "no JDK under /usr/lib/jvm in CI"
             );
-            eprintln!("SKIPPED: no JDK with a release file under /usr/lib/jvm");
+            testkit::announce_skip(format_args!(
+                "no JDK with a release file under /usr/lib/jvm"
+            ));
             return;
         }
         for home in homes {

@@ -182,7 +182,9 @@ mod tests {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "node is required when CI=true"
             );
-            eprintln!("SKIPPED: real_node_binary_copied_into_a_root: no node on this machine");
+            testkit::announce_skip(format_args!(
+                "real_node_binary_copied_into_a_root: no node on this machine"
+            ));
             return;
         };
         let dir = tempfile::tempdir().unwrap();

@@ -277,7 +277,9 @@ mod tests {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "python3 is required when CI=true"
             );
-            eprintln!("SKIPPED: real_interpreters_copied_into_a_root: no python on this machine");
+            testkit::announce_skip(format_args!(
+                "real_interpreters_copied_into_a_root: no python on this machine"
+            ));
             return;
         }
         for interpreter in interpreters {
@@ -320,7 +322,7 @@ mod tests {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "python3 is required when CI=true"
             );
-            eprintln!("SKIPPED: no /usr/bin/python3.11");
+            testkit::announce_skip(format_args!("no /usr/bin/python3.11"));
             return;
         };
         let expected = host_version(interpreter).unwrap();
