@@ -18,28 +18,9 @@ use testkit::cri_sandbox::{ContainerSpec, CriSandbox, PodSpec};
 use testkit::rootfs::which;
 use testkit::workloads;
 
+use testkit::bench::{median, ms, Lcg};
+
 const KINDS: [&str; 5] = ["os-only", "node", "python", "java", "go"];
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// Small deterministic generator: the same subsets every run.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n
-    }
-}
 
 fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--list") {

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use runtime_info::{ContainerRuntimeInfo, NodeRuntimeInfo};
 use serde_json::json;
+use testkit::bench::{median, Lcg};
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, PodSpec};
 use testkit::daemons::ScannerDaemon;
 use testkit::{workloads, TestCa};
@@ -372,34 +373,6 @@ impl Bench {
         assert_eq!(delta, wanted, "{expect:?} request of {n} containers");
         elapsed
     }
-}
-
-/// Small deterministic generator: the same subsets every run.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as usize) % n
-    }
-    /// `k` distinct indices below `n`.
-    fn distinct(&mut self, k: usize, n: usize) -> Vec<usize> {
-        let mut v: Vec<usize> = Vec::with_capacity(k);
-        while v.len() < k {
-            let i = self.next(n);
-            if !v.contains(&i) {
-                v.push(i);
-            }
-        }
-        v
-    }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn ms(d: Duration) -> String {

@@ -17,6 +17,7 @@ use clap::Parser;
 use extractor::scanner_proto::{self, ScanRequest};
 use extractor::server::{self, ServeArgs};
 use serde_json::json;
+use testkit::bench::median;
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, PodSpec};
 use testkit::daemons::ScannerDaemon;
 use testkit::TestCa;
@@ -25,11 +26,6 @@ use testkit::TestCa;
 struct Wrap {
     #[command(flatten)]
     serve: ServeArgs,
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn ms(d: Duration) -> f64 {

@@ -26,6 +26,7 @@
 //! ```
 
 pub mod apiserver;
+pub mod bench;
 pub mod certs;
 pub mod cri_sandbox;
 pub mod daemons;
