@@ -21,22 +21,20 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{Read as _, Write as _};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{bin, expected};
 use k8s_openapi::api::core::v1::Pod;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use runtime_info::{workload_hash, ContainerRuntimeInfo, NodeRuntimeInfo};
 use serde_json::{json, Value};
 use testkit::cri_sandbox::{api, ContainerSpec, CriSandbox, PodSpec, RunningPod, BUSYBOX_IMAGE};
+use testkit::daemons::{free_port, http_get, loopback, metric, wait_until, TestProcess};
 use testkit::rootfs::{require, which};
 use testkit::{ApiServer, ContainerState, PodBuilder, TestCa};
 
@@ -57,57 +55,6 @@ const SLEEP_ARGV: [&str; 2] = ["/bin/sleep", "3600"];
 
 // ---------------------------------------------------------------------------------------------
 // processes
-
-/// A process this test started: resumed (a test may have stopped it), killed by PID and reaped
-/// on drop, so a failing assertion leaves nothing running.
-struct Proc {
-    child: Option<Child>,
-    what: String,
-}
-
-impl Proc {
-    fn pid(&self) -> Pid {
-        let child = self.child.as_ref().expect("process already ended");
-        Pid::from_raw(i32::try_from(child.id()).unwrap())
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(self.pid(), sig).unwrap_or_else(|e| panic!("{sig} to {}: {e}", self.what));
-    }
-
-    /// SIGKILL and reap.
-    fn kill_now(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            if child.try_wait().ok().flatten().is_none() {
-                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
-            }
-        }
-        self.kill_now();
-    }
-}
-
-fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// The real `workload-gatherer` binary. Cargo hands a test only its own package's binaries
 /// (`CARGO_BIN_EXE_*`) and artifact dependencies are unstable, so it is taken from next to
@@ -182,51 +129,6 @@ fn newest_mtime(path: &Path) -> Option<SystemTime> {
         .filter_map(|e| newest_mtime(&e.path()))
         .chain(own)
         .max()
-}
-
-/// A port free on every address (extractor pods share one port, as pod IPs do).
-fn free_port(ips: &[IpAddr]) -> u16 {
-    for _ in 0..50 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if ips
-            .iter()
-            .all(|ip| TcpListener::bind(SocketAddr::new(*ip, port)).is_ok())
-        {
-            return port;
-        }
-    }
-    panic!("no port free on all of {ips:?}");
-}
-
-fn loopback(last: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
-}
-
-/// Plain HTTP GET (serve's health port): status and body.
-fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
-}
-
-/// The value of one sample of a Prometheus exposition (0 when absent).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
 fn json_lines(path: &Path) -> Vec<Value> {
@@ -380,8 +282,8 @@ struct Node {
     ip: IpAddr,
     health: SocketAddr,
     // Fields drop in order: serve and scanner before containerd.
-    serve: Proc,
-    scanner: Proc,
+    serve: TestProcess,
+    scanner: TestProcess,
     socket: PathBuf,
     scanner_log: PathBuf,
     serve_log: PathBuf,
@@ -389,35 +291,33 @@ struct Node {
     _dir: tempfile::TempDir,
 }
 
-fn spawn_scanner(cri: &Path, socket: &Path, log: &Path) -> Proc {
+fn spawn_scanner(cri: &Path, socket: &Path, log: &Path) -> TestProcess {
     let log_file = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let child = Command::new(bin())
-        .args(["scanner", "--log-format", "json"])
-        // One debug line per analysed container (extractor::scan): the proof of what was scanned.
-        .args(["--log", "info,extractor::scan=debug"])
-        .arg("--socket")
-        .arg(socket)
-        .arg("--cri-socket")
-        .arg(cri)
-        .args([
-            "--socket-mode",
-            "660",
-            "--socket-gid",
-            &SERVE_ID.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
-    let mut p = Proc {
-        child: Some(child),
-        what: "scanner".into(),
-    };
+    let mut p = TestProcess::spawn(
+        Command::new(bin())
+            .args(["scanner", "--log-format", "json"])
+            // One debug line per analysed container (extractor::scan): the proof of what was scanned.
+            .args(["--log", "info,extractor::scan=debug"])
+            .arg("--socket")
+            .arg(socket)
+            .arg("--cri-socket")
+            .arg(cri)
+            .args([
+                "--socket-mode",
+                "660",
+                "--socket-gid",
+                &SERVE_ID.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file),
+        "scanner",
+    )
+    .unwrap();
     wait_until("scanner socket", Duration::from_secs(20), || {
         if let Some(status) = p.exited() {
             panic!(
@@ -454,34 +354,32 @@ impl Node {
         let serve_log = dir.path().join("serve.log");
         let scanner = spawn_scanner(sb.socket_path(), &socket, &scanner_log);
         let health = SocketAddr::new(ip, free_port(&[ip]));
-        let child = Command::new(bin())
-            .args(["serve", "--log-format", "json", "--log", "info"])
-            .arg("--listen")
-            .arg(SocketAddr::new(ip, cluster.port).to_string())
-            .arg("--health-listen")
-            .arg(health.to_string())
-            .arg("--scanner-socket")
-            .arg(&socket)
-            .arg("--tls-cert")
-            .arg(cluster.serve_file("tls.crt"))
-            .arg("--tls-key")
-            .arg(cluster.serve_file("tls.key"))
-            .args(["--auth", "kubernetes", "--allow-user", ALLOWED_WITHOUT_SAR])
-            .arg("--kubeconfig")
-            .arg(cluster.serve_file("kubeconfig"))
-            .args(["--max-concurrent-scans", &max_scans.to_string()])
-            .current_dir("/")
-            .uid(SERVE_ID)
-            .gid(SERVE_ID)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&serve_log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut serve = Proc {
-            child: Some(child),
-            what: format!("serve on {name}"),
-        };
+        let mut serve = TestProcess::spawn(
+            Command::new(bin())
+                .args(["serve", "--log-format", "json", "--log", "info"])
+                .arg("--listen")
+                .arg(SocketAddr::new(ip, cluster.port).to_string())
+                .arg("--health-listen")
+                .arg(health.to_string())
+                .arg("--scanner-socket")
+                .arg(&socket)
+                .arg("--tls-cert")
+                .arg(cluster.serve_file("tls.crt"))
+                .arg("--tls-key")
+                .arg(cluster.serve_file("tls.key"))
+                .args(["--auth", "kubernetes", "--allow-user", ALLOWED_WITHOUT_SAR])
+                .arg("--kubeconfig")
+                .arg(cluster.serve_file("kubeconfig"))
+                .args(["--max-concurrent-scans", &max_scans.to_string()])
+                .current_dir("/")
+                .uid(SERVE_ID)
+                .gid(SERVE_ID)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&serve_log).unwrap()),
+            &format!("serve on {name}"),
+        )
+        .unwrap();
         // Ready = serve (uid 65532) reached the scanner through the group-only socket.
         wait_until("serve /readyz", Duration::from_secs(20), || {
             if let Some(status) = serve.exited() {
@@ -964,9 +862,9 @@ fn gatherer_binary_against_real_nodes_then_down_and_stalled_extractors() {
 
     // 3. And an extractor that accepts connections but never answers (stopped), past a short
     //    per-node timeout.
-    b.serve.signal(Signal::SIGSTOP);
+    b.serve.stop();
     let (stalled, stalled_status) = cluster.gather(&cluster.dir.path().join("report-3"), "3s");
-    b.serve.signal(Signal::SIGCONT);
+    b.serve.resume();
     let failed = stalled_status["runtimeInfo"]["nodesFailed"]
         .as_array()
         .unwrap();
@@ -1078,7 +976,7 @@ fn expect_present(node: &Node, answer: &Value, pods: &[&RunningPod]) {
 }
 
 /// Unix sockets the process holds (its scanner connections, among others).
-fn unix_sockets_of(pid: Pid) -> usize {
+fn unix_sockets_of(pid: u32) -> usize {
     let unix: HashSet<u64> = fs::read_to_string("/proc/net/unix")
         .unwrap()
         .lines()
@@ -1132,7 +1030,7 @@ fn container_killed_mid_scan_and_scanner_restarted_mid_request() {
     });
     // Freeze the scanner so what it has done is known while the container is killed. Scans
     // go in the scanner's listing order (namespace, pod), one at a time: p-11 comes last.
-    node.scanner.signal(Signal::SIGSTOP);
+    node.scanner.stop();
     let done = node.analysed();
     let victim = pods.last().unwrap();
     assert!(
@@ -1140,7 +1038,7 @@ fn container_killed_mid_scan_and_scanner_restarted_mid_request() {
         "the request was nearly finished before the kill: {done:?}"
     );
     node.sb.stop_container(&victim.containers[0].id).unwrap();
-    node.scanner.signal(Signal::SIGCONT);
+    node.scanner.resume();
     let (code, _, answer) = rt.block_on(request).unwrap();
     assert_eq!(code, 200, "{answer}");
     // The killed container is absent; every other one is there, exactly.
@@ -1183,7 +1081,7 @@ fn container_killed_mid_scan_and_scanner_restarted_mid_request() {
         .collect();
     let fresh_ids: Vec<String> = fresh.iter().map(|p| node.key(p, "c")).collect();
     let before = unix_sockets_of(node.serve.pid());
-    node.scanner.signal(Signal::SIGSTOP);
+    node.scanner.stop();
     let request = rt.spawn(post(client.clone(), cluster.port, fresh_ids.clone()));
     // In flight: serve has connected to the (stopped) scanner and waits for its answer.
     wait_until(

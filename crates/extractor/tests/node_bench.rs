@@ -23,16 +23,17 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use runtime_info::{ContainerRuntimeInfo, NodeRuntimeInfo};
 use serde_json::json;
 use testkit::bench::{median, Lcg};
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, PodSpec};
-use testkit::daemons::ScannerDaemon;
+use testkit::daemons::{free_port, loopback, metric, ScannerDaemon, TestProcess};
+use testkit::workloads::jvm::{debian_jdk, DebianJdk};
 use testkit::{workloads, TestCa};
 
 const SIZES: [usize; 3] = [20, 50, 100];
@@ -122,8 +123,8 @@ struct Expectations {
 }
 
 impl Expectations {
-    fn new(jdk: &Path) -> Self {
-        let (_, implementor) = workloads::jdk_release(jdk).unwrap();
+    fn new(jdk: &DebianJdk) -> Self {
+        let (_, implementor) = workloads::jdk_release(&jdk.home).unwrap();
         let os = ("alpine", "3.99.0"); // testkit's busybox image
         Expectations {
             sleep: common::expected(os.0, os.1, "", "", "", &[]),
@@ -147,7 +148,7 @@ impl Expectations {
                 os.0,
                 os.1,
                 "Java",
-                &common::deb_upstream_version("openjdk-17-jre-headless"),
+                &common::deb_upstream_version(&jdk.package),
                 &implementor,
                 &[("Spring Boot", "3.5.3")],
             ),
@@ -195,23 +196,14 @@ fn expected_answer(containers: &[&Started], exp: &Expectations, hashed: bool) ->
 
 /// A `runtime-extractor serve` process; killed on drop.
 struct Serve {
-    child: Child,
+    process: TestProcess,
     api: SocketAddr,
     health: SocketAddr,
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    let ip = loopback(1);
+    SocketAddr::new(ip, free_port(&[ip]))
 }
 
 struct ServeFiles {
@@ -225,28 +217,34 @@ impl Serve {
     /// Start serve and wait until `/readyz` says it reaches the scanner.
     async fn start(files: &ServeFiles, extra: &[&str], http: &reqwest::Client) -> Serve {
         let (api, health) = (free_addr(), free_addr());
-        let child = Command::new(common::bin())
-            .args(["serve", "--log", "warn", "--listen"])
-            .arg(api.to_string())
-            .arg("--health-listen")
-            .arg(health.to_string())
-            .arg("--scanner-socket")
-            .arg(&files.scanner_socket)
-            .arg("--tls-cert")
-            .arg(&files.crt)
-            .arg("--tls-key")
-            .arg(&files.key)
-            .arg("--auth")
-            .arg(format!("token-file={}", files.token.display()))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut serve = Serve { child, api, health };
+        let process = TestProcess::spawn(
+            Command::new(common::bin())
+                .args(["serve", "--log", "warn", "--listen"])
+                .arg(api.to_string())
+                .arg("--health-listen")
+                .arg(health.to_string())
+                .arg("--scanner-socket")
+                .arg(&files.scanner_socket)
+                .arg("--tls-cert")
+                .arg(&files.crt)
+                .arg("--tls-key")
+                .arg(&files.key)
+                .arg("--auth")
+                .arg(format!("token-file={}", files.token.display()))
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null()),
+            "serve",
+        )
+        .unwrap();
+        let mut serve = Serve {
+            process,
+            api,
+            health,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = serve.child.try_wait().unwrap() {
+            if let Some(status) = serve.process.exited() {
                 panic!("serve exited during startup: {status}");
             }
             let ready = http
@@ -280,12 +278,7 @@ impl Serve {
             .text()
             .await
             .unwrap();
-        let get = |series: &str| -> u64 {
-            text.lines()
-                .filter_map(|l| l.rsplit_once(' '))
-                .find(|(k, _)| *k == series)
-                .map_or(0, |(_, v)| v.parse::<f64>().unwrap() as u64)
-        };
+        let get = |series: &str| metric(&text, series) as u64;
         Counters {
             hits: get("runtime_extractor_cache_hits_total"),
             misses: get("runtime_extractor_cache_misses_total"),
@@ -414,16 +407,16 @@ async fn node_benchmark() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let jdk = workloads::jdk_home().expect("a JDK (scripts/install-test-deps.sh)");
+    let debian_jdk = debian_jdk().expect("Debian's OpenJDK (scripts/install-test-deps.sh)");
     let runtimes = Runtimes {
         node: std::fs::canonicalize("/usr/bin/node").expect("/usr/bin/node (nodejs)"),
         python: PathBuf::from("/usr/bin/python3.11"),
         python_lib: PathBuf::from("/usr/lib/python3.11"),
         jar: workloads::spring_boot_jar(work.path(), "3.5.3").unwrap(),
-        jdk,
+        jdk: debian_jdk.home.clone(),
     };
     assert!(runtimes.python.exists() && runtimes.python_lib.is_dir());
-    let exp = Expectations::new(&runtimes.jdk);
+    let exp = Expectations::new(&debian_jdk);
 
     let scanner_socket = work.path().join("scanner.sock");
     let _scanner =

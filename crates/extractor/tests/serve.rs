@@ -26,7 +26,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, SupportedCipherSuite, SupportedProtocolVersion};
 use serde_json::{json, Value};
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, PodSpec};
-use testkit::daemons::ScannerDaemon;
+use testkit::daemons::{metric, ScannerDaemon};
 use testkit::{ApiServer, TestCa};
 
 const PATH: &str = "/gather_runtime_info";
@@ -263,17 +263,6 @@ impl Drop for Served {
             }));
         }
     }
-}
-
-/// The value of one sample line of the exposition (0 when absent).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
 }
 
 async fn assert_json_error(
@@ -1701,11 +1690,7 @@ fn serve_help_documents_every_flag_with_env_and_default() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    testkit::daemons::free_port(&[testkit::daemons::loopback(1)])
 }
 
 /// SIGTERM to the real binary while a request is in flight (held 1.5 s by the FaultScanner

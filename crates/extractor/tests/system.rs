@@ -4,17 +4,17 @@
 //! workload gatherer listing pods from the test API server and asking each node for only the
 //! containers it needs. Needs root + containerd; skips loudly otherwise, fails under CI=true.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use gatherer::extractors::ExtractorFilter;
 use gatherer::gather::{gather, GatherSettings, PodSource, RuntimeInfoSettings};
 use gatherer::pods::ListOptions;
 use runtime_info::{anonymize, workload_hash};
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, PodSpec, RunningPod, BUSYBOX_IMAGE};
-use testkit::daemons::ScannerDaemon;
+use testkit::daemons::{free_port, loopback, wait_until, ScannerDaemon, TestProcess};
 use testkit::rootfs::which;
 use testkit::{ApiServer, ContainerState, PodBuilder, TestCa};
 
@@ -26,44 +26,12 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_runtime-extractor")
 }
 
-/// A port free on every address we use (they share one port, like pod IPs do).
-fn free_port(ips: &[IpAddr]) -> u16 {
-    for _ in 0..50 {
-        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        drop(probe);
-        if ips
-            .iter()
-            .all(|ip| TcpListener::bind(SocketAddr::new(*ip, port)).is_ok())
-        {
-            return port;
-        }
-    }
-    panic!("no common free port");
-}
-
-struct Daemon(Child);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// One node: containerd + scanner + serve on `ip:port`.
 struct Node {
     sb: CriSandbox,
     _scanner: ScannerDaemon,
-    _serve: Daemon,
+    _serve: TestProcess,
     _dir: tempfile::TempDir,
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what} not ready in time");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn start_node(ip: IpAddr, port: u16, cert_dir: &Path, kubeconfig: &Path) -> Option<Node> {
@@ -75,7 +43,7 @@ fn start_node(ip: IpAddr, port: u16, cert_dir: &Path, kubeconfig: &Path) -> Opti
     let socket = dir.path().join("scanner.sock");
     let scanner = ScannerDaemon::start(Path::new(bin()), sb.socket_path(), &socket).unwrap();
     let health = free_port(&[ip]);
-    let serve = Daemon(
+    let serve = TestProcess::spawn(
         Command::new(bin())
             .arg("serve")
             .arg("--listen")
@@ -96,11 +64,11 @@ fn start_node(ip: IpAddr, port: u16, cert_dir: &Path, kubeconfig: &Path) -> Opti
                 "--kubeconfig",
             ])
             .arg(kubeconfig)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("serve", || {
+            .stdout(Stdio::null()),
+        "serve",
+    )
+    .unwrap();
+    wait_until("serve", Duration::from_secs(20), || {
         std::net::TcpStream::connect(SocketAddr::new(ip, port)).is_ok()
     });
     Some(Node {
@@ -165,10 +133,7 @@ fn gatherer_asks_each_node_for_only_what_it_needs() {
     let token_file = work.path().join("token");
     std::fs::write(&token_file, "operator-token").unwrap();
 
-    let ips: Vec<IpAddr> = vec![
-        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
-        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
-    ];
+    let ips: Vec<IpAddr> = vec![loopback(2), loopback(3)];
     let port = free_port(&ips);
     let Some(node_a) = start_node(ips[0], port, &cert_dir, &kubeconfig) else {
         return;
