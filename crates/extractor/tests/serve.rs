@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use extractor::scanner_proto::{self, ScanRequest, ScanResponse, ScannedContainer};
 use extractor::server::{self, RunningServer, ServeArgs};
 use runtime_info::{ContainerRuntimeInfo, NodeRuntimeInfo};
@@ -35,12 +34,6 @@ const OPERATOR: &str = "system:serviceaccount:openshift-insights:operator";
 // ---------------------------------------------------------------------------------------------
 // fixtures
 
-#[derive(Parser)]
-struct Wrap {
-    #[command(flatten)]
-    serve: ServeArgs,
-}
-
 fn serve_args(extra: &[&str]) -> ServeArgs {
     let mut argv = vec![
         "serve",
@@ -50,7 +43,7 @@ fn serve_args(extra: &[&str]) -> ServeArgs {
         "127.0.0.1:0",
     ];
     argv.extend_from_slice(extra);
-    Wrap::try_parse_from(argv).unwrap().serve
+    ServeArgs::try_parse_from(argv).unwrap()
 }
 
 fn init_tracing() {

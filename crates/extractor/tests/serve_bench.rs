@@ -13,7 +13,6 @@ use std::path::Path;
 
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use extractor::scanner_proto::{self, ScanRequest};
 use extractor::server::{self, ServeArgs};
 use serde_json::json;
@@ -21,12 +20,6 @@ use testkit::bench::median;
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, PodSpec};
 use testkit::daemons::ScannerDaemon;
 use testkit::TestCa;
-
-#[derive(Parser)]
-struct Wrap {
-    #[command(flatten)]
-    serve: ServeArgs,
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -106,7 +99,7 @@ async fn serve_benchmark() {
             &auth,
         ];
         v.extend_from_slice(extra);
-        Wrap::try_parse_from(v).unwrap().serve
+        ServeArgs::try_parse_from(v).unwrap()
     };
     let cached = server::start(args(&[])).await.unwrap();
     // Results expire at once: every request scans (the uncached path).

@@ -140,6 +140,23 @@ pub struct ServeArgs {
     pub shutdown_timeout: Duration,
 }
 
+impl ServeArgs {
+    /// `serve`'s flags alone, parsed as the command line parses them (`argv[0]` first): for
+    /// running the server in-process (tests, benchmarks) with the binary's defaults and checks.
+    pub fn try_parse_from<I, T>(argv: I) -> Result<ServeArgs, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        <Only as clap::Parser>::try_parse_from(argv).map(|o| o.serve)
+    }
+}
+
 /// `--auth` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMode {

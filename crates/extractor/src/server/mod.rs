@@ -258,15 +258,7 @@ mod tests {
     use std::net::TcpStream;
     use std::os::fd::FromRawFd as _;
 
-    use clap::Parser as _;
-
     use super::*;
-
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        serve: ServeArgs,
-    }
 
     /// `TCP_NODELAY` of each connection accepted on `addr`, found through /proc/self/fd
     /// (the server runs in this process).
@@ -305,7 +297,7 @@ mod tests {
             .issue_server(&["localhost"], &["127.0.0.1".parse().unwrap()])
             .write_to(dir.path());
         let socket = dir.path().join("no-scanner.sock");
-        let args = Cli::try_parse_from([
+        let args = ServeArgs::try_parse_from([
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -321,8 +313,7 @@ mod tests {
             "none",
             "--insecure-allow-unauthenticated",
         ])
-        .unwrap()
-        .serve;
+        .unwrap();
         let server = start(args).await.unwrap();
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap()])
