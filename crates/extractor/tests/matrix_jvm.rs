@@ -21,18 +21,15 @@ use std::os::unix::fs::{symlink, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{
-    assert_cases, container_log, deb_upstream_version, expected, scan_node, wait_for_log,
-    write_files, Case,
-};
+use common::{assert_cases, container_log, expected, scan_node, wait_for_log, write_files, Case};
 use runtime_info::ContainerRuntimeInfo;
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, ImageBuild, PodSpec, RunningPod};
 use testkit::rootfs::require;
-use testkit::workloads::jdk_release;
 use testkit::workloads::jvm::{
     debian_jdk, DebianJdk, JBossProduct, QuarkusPackaging, SpringLauncher, StandIns,
     EAP_PRODUCT_NAME, READY,
 };
+use testkit::workloads::{self, jdk_release};
 
 /// Small JVMs: up to 14 of them start at once on a 2-core CI machine.
 const JVM_OPTS: &[&str] = &[
@@ -626,12 +623,12 @@ fn jvm_runtime_matrix_on_containerd() {
     let (java_version, implementor) = jdk_release(&jdk.home).unwrap();
     assert_eq!(
         java_version,
-        deb_upstream_version(&jdk.package),
+        workloads::deb_upstream_version(&jdk.package).unwrap(),
         "JAVA_VERSION of {}/release is not the version of package {}",
         jdk.home.display(),
         jdk.package
     );
-    let tomcat_version = deb_upstream_version(TOMCAT_PACKAGE);
+    let tomcat_version = workloads::deb_upstream_version(TOMCAT_PACKAGE).unwrap();
     // Debian builds Tomcat from source and stamps the upstream version into the manifest the
     // extractor reads; were they ever to differ, the jar is what a scanner can know.
     assert_eq!(

@@ -18,8 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_cases, container_log, deb_upstream_version, expected, scan_node, wait_for_descendant,
-    write_files, Case,
+    assert_cases, container_log, expected, scan_node, wait_for_descendant, write_files, Case,
 };
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, ImageBuild, PodSpec, RunningPod};
 use testkit::rootfs::{require, which};
@@ -179,8 +178,11 @@ impl Host {
         }
         Ok(Host {
             node,
-            node_version: format!("v{}", deb_upstream_version("nodejs")),
-            python_version: format!("Python {}", deb_upstream_version(&python_name)),
+            node_version: format!("v{}", workloads::deb_upstream_version("nodejs").unwrap()),
+            python_version: format!(
+                "Python {}",
+                workloads::deb_upstream_version(&python_name).unwrap()
+            ),
             python,
             python_name,
             python_stdlib,

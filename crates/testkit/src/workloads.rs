@@ -22,6 +22,27 @@ fn run(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// Upstream version of an installed Debian package, so expectations come from what is
+/// installed: `2:1.19~1` → `1.19`, `10.1.60-1~deb12u1` → `10.1.60`, `3.11.2-6+deb12u6` →
+/// `3.11.2`.
+pub fn deb_upstream_version(package: &str) -> anyhow::Result<String> {
+    let full = run(Command::new("dpkg-query").args(["-W", "-f", "${Version}", package]))
+        .with_context(|| {
+            format!("package {package} is not installed (scripts/install-test-deps.sh)")
+        })?;
+    Ok(upstream_of(&full))
+}
+
+fn upstream_of(full: &str) -> String {
+    let no_epoch = full.split_once(':').map_or(full, |(_, v)| v);
+    let no_revision = no_epoch.rsplit_once('-').map_or(no_epoch, |(v, _)| v);
+    no_revision
+        .split(['~', '+'])
+        .next()
+        .unwrap_or(no_revision)
+        .to_owned()
+}
+
 /// Why Go workloads cannot be built here, if they cannot.
 pub fn go_unavailable() -> Option<String> {
     which("go")
@@ -213,4 +234,18 @@ pub fn quarkus_fast_jar(dir: &Path, version: &str) -> anyhow::Result<PathBuf> {
         &empty,
     )?;
     Ok(app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_versions_reduce_to_upstream() {
+        assert_eq!(upstream_of("2:1.19~1"), "1.19");
+        assert_eq!(upstream_of("10.1.60-1~deb12u1"), "10.1.60");
+        assert_eq!(upstream_of("3.11.2-6+deb12u6"), "3.11.2");
+        assert_eq!(upstream_of("20.20.2-1nodesource1+repack1"), "20.20.2");
+        assert_eq!(upstream_of("17.0.15+6-1~deb12u1"), "17.0.15");
+    }
 }
