@@ -21,7 +21,7 @@ use std::os::unix::fs::{symlink, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{assert_cases, container_log, expected, scan_node, wait_for_log, write_files, Case};
+use common::{assert_cases, expected, scan_node, wait_for_log, write_files, Case};
 use runtime_info::ContainerRuntimeInfo;
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, ImageBuild, PodSpec, RunningPod};
 use testkit::rootfs::require;
@@ -689,7 +689,7 @@ fn jvm_runtime_matrix_on_containerd() {
                 "{}: no {:?} in the log within {READY_WITHIN:?}; log:\n{}",
                 row.label,
                 row.ready,
-                container_log(&sb, pod, &row.container.name)
+                sb.container_log(pod, &row.container.name)
             )
         })
         .collect();

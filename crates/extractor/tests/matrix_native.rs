@@ -17,9 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{
-    assert_cases, container_log, expected, scan_node, wait_for_descendant, write_files, Case,
-};
+use common::{assert_cases, expected, scan_node, wait_for_descendant, write_files, Case};
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, ImageBuild, PodSpec, RunningPod};
 use testkit::rootfs::{require, which};
 use testkit::workloads;
@@ -329,7 +327,7 @@ fn one(sb: &CriSandbox, pod: &str, container: ContainerSpec) -> RunningPod {
 fn go_server_answers(sb: &CriSandbox, pod: &RunningPod, container: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let addr = loop {
-        let text = container_log(sb, pod, container);
+        let text = sb.container_log(pod, container);
         if let Some(addr) = text.lines().find_map(|l| {
             l.split_once("listening on ")
                 .map(|(_, a)| a.trim().to_owned())

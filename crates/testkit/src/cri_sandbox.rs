@@ -668,6 +668,18 @@ disabled_plugins = []
         })
     }
 
+    /// What a container wrote to stdout and stderr so far (the CRI log file, one
+    /// `<time> <stream> <tag> <line>` record per line), for failure messages.
+    pub fn container_log(&self, pod: &RunningPod, container: &str) -> String {
+        // The pod's log directory and the container's log path, as `run_pod` configures them.
+        let path = self
+            .dir
+            .join("pods")
+            .join(&pod.uid)
+            .join(format!("{container}.log"));
+        fs::read_to_string(&path).unwrap_or_else(|e| format!("(no log at {}: {e})", path.display()))
+    }
+
     /// Stop one container (it stays known to the runtime, in state EXITED).
     pub fn stop_container(&self, container_id: &str) -> Result<()> {
         let mut client = self.client()?;

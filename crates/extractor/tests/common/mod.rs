@@ -28,22 +28,6 @@ pub fn scan_node(sb: &CriSandbox) -> NodeRuntimeInfo {
     serde_json::from_slice(&out.stdout).expect("scan printed NodeRuntimeInfo JSON")
 }
 
-/// The answer for one container of `pod`, keyed as the extractor keys it
-/// (`<runtime>://<id>` under namespace and pod name); `None` if the scan left it out.
-pub fn info_of<'a>(
-    node: &'a NodeRuntimeInfo,
-    sb: &CriSandbox,
-    pod: &RunningPod,
-    container: &str,
-) -> Option<&'a ContainerRuntimeInfo> {
-    let c = pod
-        .container(container)
-        .unwrap_or_else(|| panic!("pod {} has no container {container}", pod.name));
-    node.get(&pod.namespace)?
-        .get(&pod.name)?
-        .get(&format!("{}://{}", sb.runtime_name(), c.id))
-}
-
 /// An expected answer, written field by field in the tests.
 pub fn expected(
     os: &str,
@@ -221,18 +205,6 @@ pub fn wait_for_descendant(pid: u32, comm: &str) -> u32 {
     }
 }
 
-/// What a container wrote to stdout and stderr so far (the CRI log file, one
-/// `<time> <stream> <tag> <line>` record per line), for failure messages.
-pub fn container_log(sb: &CriSandbox, pod: &RunningPod, container: &str) -> String {
-    let path = sb
-        .dir()
-        .join("pods")
-        .join(&pod.uid)
-        .join(format!("{container}.log"));
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| format!("(no log at {}: {e})", path.display()))
-}
-
 /// Wait until the container's log has a line containing `needle` (its program got that far);
 /// false once `deadline` passes.
 pub fn wait_for_log(
@@ -243,7 +215,7 @@ pub fn wait_for_log(
     deadline: std::time::Instant,
 ) -> bool {
     loop {
-        if container_log(sb, pod, container).contains(needle) {
+        if sb.container_log(pod, container).contains(needle) {
             return true;
         }
         if std::time::Instant::now() > deadline {
