@@ -14,7 +14,6 @@ mod common;
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{symlink, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{assert_cases, expected, scan_node, wait_for_descendant, write_files, Case};
@@ -215,56 +214,21 @@ struct Built {
     dumb_init: PathBuf,
 }
 
-fn gcc_static(dir: &Path, name: &str, source: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let src = dir.join(format!("{name}.c"));
-    std::fs::write(&src, source).unwrap();
-    let out = dir.join(name);
-    let result = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        result.status.success(),
-        "gcc {name}: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    out
-}
-
-/// An ELF with a `.svm_heap` section holding `heap` (wrapped in bytes as an image heap has
-/// around its strings), `rodata` as a C string, and a `main` that waits forever.
-fn native_image_source(heap: &str, rodata: Option<&str>) -> String {
-    let rodata = rodata
-        .map(|s| format!("__attribute__((used)) static const char vm_info[] = \"{s}\";\n"))
-        .unwrap_or_default();
-    format!(
-        "#include <unistd.h>\n\
-         __attribute__((used, section(\".svm_heap\"))) static const char heap[] =\n\
-         \"\\x01\\x00\\x00\\x00{heap}\\x00\\x00\\x07\";\n\
-         {rodata}\
-         int main(void) {{ for (;;) pause(); }}\n"
-    )
-}
-
 fn build_programs(dir: &Path) -> Built {
     let (go_server, go_version) = workloads::go_http_server(&dir.join("go")).unwrap();
-    let native_quarkus = gcc_static(
+    let native_quarkus = workloads::native_image_like(
         &dir.join("native"),
-        "application",
-        &native_image_source(
-            "__quarkus_analytics__quarkus.version=3.15.3.redhat-00002",
-            Some(MANDREL_VM),
-        ),
-    );
-    let native_quarkus_old = gcc_static(
+        "__quarkus_analytics__quarkus.version=3.15.3.redhat-00002",
+        Some(MANDREL_VM),
+    )
+    .unwrap();
+    let native_quarkus_old = workloads::native_image_like(
         &dir.join("native-old"),
-        "application",
-        &native_image_source("quarkus.native.builder-image=mandrel", None),
-    );
-    let dumb_init = gcc_static(&dir.join("init"), "dumb-init", DUMB_INIT_C);
+        "quarkus.native.builder-image=mandrel",
+        None,
+    )
+    .unwrap();
+    let dumb_init = workloads::gcc_static(&dir.join("init"), "dumb-init", DUMB_INIT_C).unwrap();
     Built {
         go_server,
         go_version,
@@ -357,12 +321,7 @@ fn native_runtime_matrix_on_containerd() {
     let test = "native_runtime_matrix_on_containerd";
     if !require(test, CriSandbox::available().err())
         || !require(test, workloads::go_unavailable())
-        || !require(
-            test,
-            which("gcc")
-                .is_none()
-                .then(|| "`gcc` not found (install gcc)".into()),
-        )
+        || !require(test, workloads::gcc_unavailable())
     {
         return;
     }

@@ -1,6 +1,7 @@
-//! The runtime matrix of the tests: real programs built by the tests themselves (a Go binary,
-//! JVM applications laid out like Spring Boot and Quarkus fast-jar ones), and where the host's
-//! interpreters and JDK live. Building needs `go` and a JDK (`javac`, `jar`); see
+//! The runtime matrix of the tests: real programs built by the tests themselves (Go binaries,
+//! static C programs and GraalVM-native-image stand-ins, JVM applications laid out like the
+//! products' own: see [`jvm`]), where the host's interpreters and JDK live, and the installed
+//! Debian packages' versions. Building needs `go`, `gcc` and a JDK (`javac`, `jar`); see
 //! `scripts/install-test-deps.sh`.
 
 use std::path::{Path, PathBuf};
@@ -147,6 +148,49 @@ fn go_build(dir: &Path, name: &str, main_go: &str) -> anyhow::Result<(PathBuf, S
         .args(["env", "GOVERSION"])
         .env("GOCACHE", &cache))?;
     Ok((out, version))
+}
+
+/// Why C workloads cannot be built here, if they cannot.
+pub fn gcc_unavailable() -> Option<String> {
+    which("gcc")
+        .is_none()
+        .then(|| "`gcc` not found (install gcc and libc6-dev)".into())
+}
+
+/// A static C program built from `source` as `dir/<name>` (runs in any image, even one with
+/// no libc).
+pub fn gcc_static(dir: &Path, name: &str, source: &str) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source)?;
+    let out = dir.join(name);
+    run(Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src))?;
+    Ok(out)
+}
+
+/// A stand-in for a GraalVM native image, `dir/application`: a static ELF with a `.svm_heap`
+/// section holding `heap` (wrapped in bytes as an image heap has around its strings),
+/// `vm_identity` (e.g. Mandrel's `com.oracle.svm.core.VM=…`) as a string in `.rodata`, and a
+/// `main` that waits forever.
+pub fn native_image_like(
+    dir: &Path,
+    heap: &str,
+    vm_identity: Option<&str>,
+) -> anyhow::Result<PathBuf> {
+    let rodata = vm_identity
+        .map(|s| format!("__attribute__((used)) static const char vm_info[] = \"{s}\";\n"))
+        .unwrap_or_default();
+    let source = format!(
+        "#include <unistd.h>\n\
+         __attribute__((used, section(\".svm_heap\"))) static const char heap[] =\n\
+         \"\\x01\\x00\\x00\\x00{heap}\\x00\\x00\\x07\";\n\
+         {rodata}\
+         int main(void) {{ for (;;) pause(); }}\n"
+    );
+    gcc_static(dir, "application", &source)
 }
 
 /// Compile one Java class `fqcn` whose `main` sleeps forever into `classes`.
