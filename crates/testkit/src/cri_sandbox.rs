@@ -38,11 +38,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _, Result};
 use futures::StreamExt as _;
 
-/// The CRI v1 messages and client: the extractor's own hand-written file, included by path so
-/// the field numbers exist once (testkit cannot depend on the extractor: the extractor's tests
-/// depend on testkit).
-#[path = "../../extractor/src/discovery/cri_api.rs"]
-pub mod api;
+/// The CRI v1 messages and client, the same crate the scanner uses.
+pub use cri_api as api;
 
 use api::{NamespaceMode, RuntimeServiceClient};
 

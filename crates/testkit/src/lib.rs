@@ -27,6 +27,7 @@
 
 pub mod apiserver;
 pub mod bench;
+pub mod bins;
 pub mod certs;
 pub mod cri_sandbox;
 pub mod daemons;

@@ -1,0 +1,345 @@
+//! Orchestration: containers → process trees → candidates → sandboxes → results.
+//!
+//! Containers are analysed in parallel with a bound (default: number of CPUs); each one costs
+//! a few /proc reads here and one sandbox helper. A container whose analysis fails (timeout,
+//! crash, exited process) is reported with its error and the others carry on.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::stream::{self, StreamExt};
+use runtime_info::ContainerRuntimeInfo;
+
+use crate::process::{ProcessFacts, Procfs, MAX_PROCESSES_PER_CONTAINER};
+use crate::sandbox::{self, SandboxConfig, SandboxJob};
+use crate::select;
+use scanner_proto::{Failure, FailureKind, ScannedContainer};
+
+/// How scans run.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    pub sandbox: SandboxConfig,
+    /// Containers analysed at once.
+    pub concurrency: usize,
+    pub procfs: Procfs,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            sandbox: SandboxConfig::default(),
+            concurrency: default_concurrency(),
+            procfs: Procfs::default(),
+        }
+    }
+}
+
+/// Number of CPUs (at least 1).
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// One container to analyse, as discovered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// The key of the answer (`cri-o://…`, `containerd://…`, or a PID for `scan --pid`).
+    pub container_id: String,
+    /// Host PID of the container's root process.
+    pub pid: u32,
+}
+
+/// Errors for one container.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("{0}")]
+    Process(#[from] crate::process::ProcessError),
+    #[error("{0}")]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("internal error: {0}")]
+    Join(String),
+}
+
+impl TargetError {
+    /// The failure as it crosses the socket to the service.
+    pub fn to_failure(&self) -> Failure {
+        use crate::process::ProcessError;
+        use sandbox::SandboxError;
+        let kind = match self {
+            TargetError::Process(ProcessError::Gone(_)) => FailureKind::ProcessGone,
+            TargetError::Process(_) => FailureKind::Internal,
+            TargetError::Sandbox(SandboxError::Timeout(_)) => FailureKind::Timeout,
+            TargetError::Sandbox(_) => FailureKind::SandboxFailed,
+            TargetError::Join(_) => FailureKind::Internal,
+        };
+        Failure::new(kind, self)
+    }
+}
+
+/// The candidate list and the credentials to analyse a process tree with.
+pub fn plan(tree: &[ProcessFacts]) -> Option<(Vec<ProcessFacts>, u32, u32)> {
+    let root = tree.first()?;
+    let candidates = select::rank(tree);
+    let (uid, gid) = candidates
+        .first()
+        .map(|p| (p.uid, p.gid))
+        .unwrap_or((root.uid, root.gid));
+    Some((candidates, uid, gid))
+}
+
+/// Analyse the process tree under `pid` in a sandbox.
+pub async fn analyse_pid(
+    opts: &ScanOptions,
+    pid: u32,
+) -> Result<(u64, ContainerRuntimeInfo), TargetError> {
+    let procfs = opts.procfs.clone();
+    let tree = tokio::task::spawn_blocking(move || procfs.tree(pid, MAX_PROCESSES_PER_CONTAINER))
+        .await
+        .map_err(|e| TargetError::Join(e.to_string()))?;
+    let Some((candidates, uid, gid)) = plan(&tree) else {
+        return Err(crate::process::ProcessError::Gone(pid).into());
+    };
+    let start_time = tree[0].start_time;
+    let job = SandboxJob {
+        target_pid: pid,
+        target_start_time: start_time,
+        uid,
+        gid,
+        candidates,
+    };
+    let report = sandbox::run(&opts.sandbox, &job).await?;
+    Ok((start_time, report.info))
+}
+
+/// Analyse (or, with `list_only`, just identify) every target, in parallel with a bound.
+/// Results come back sorted by namespace, pod and container ID.
+pub async fn scan_targets(
+    opts: &ScanOptions,
+    targets: Vec<Target>,
+    list_only: bool,
+) -> Vec<ScannedContainer> {
+    let opts = Arc::new(opts.clone());
+    let mut results: Vec<ScannedContainer> = stream::iter(targets)
+        .map(|t| {
+            let opts = Arc::clone(&opts);
+            async move { scan_target(&opts, t, list_only).await }
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    results.sort_by(|a, b| {
+        (&a.namespace, &a.pod, &a.container_id).cmp(&(&b.namespace, &b.pod, &b.container_id))
+    });
+    results
+}
+
+async fn scan_target(opts: &ScanOptions, t: Target, list_only: bool) -> ScannedContainer {
+    let mut out = ScannedContainer {
+        namespace: t.namespace,
+        pod: t.pod,
+        container: t.container,
+        container_id: t.container_id,
+        pid: t.pid,
+        ..Default::default()
+    };
+    if list_only {
+        match opts.procfs.start_time(t.pid) {
+            Ok(start) => out.start_time = start,
+            Err(e) => out.error = Some(TargetError::from(e).to_failure()),
+        }
+        return out;
+    }
+    let started = std::time::Instant::now();
+    match analyse_pid(opts, t.pid).await {
+        Ok((start_time, info)) => {
+            out.start_time = start_time;
+            out.info = Some(info);
+        }
+        Err(e) => {
+            tracing::warn!(container = %out.container_id, pid = t.pid, error = %e, "container analysis failed");
+            out.error = Some(e.to_failure());
+        }
+    }
+    tracing::debug!(container = %out.container_id, elapsed_ms = started.elapsed().as_millis() as u64, "container analysed");
+    out
+}
+
+/// `scan --pid`: each PID fingerprinted as if it were a container's main process, keyed by
+/// the PID as a string. PIDs that cannot be analysed are reported as errors.
+pub async fn scan_pids(
+    opts: &ScanOptions,
+    pids: &[u32],
+) -> (BTreeMap<String, ContainerRuntimeInfo>, Vec<(u32, String)>) {
+    let targets = pids
+        .iter()
+        .map(|pid| Target {
+            container_id: pid.to_string(),
+            pid: *pid,
+            ..Default::default()
+        })
+        .collect();
+    let mut found = BTreeMap::new();
+    let mut errors = Vec::new();
+    for r in scan_targets(opts, targets, false).await {
+        match (r.info, r.error) {
+            (Some(info), _) => {
+                found.insert(r.container_id, info);
+            }
+            (None, e) => errors.push((
+                r.pid,
+                e.map_or_else(|| "no result".to_owned(), |e| e.to_string()),
+            )),
+        }
+    }
+    (found, errors)
+}
+
+/// `scan --host`: every process of this machine whose own fingerprint finds a runtime kind,
+/// keyed by PID. Each process is analysed alone (not its subtree), so a parent is not
+/// credited with its children's runtime. Kernel threads and this process are skipped.
+pub async fn scan_host(opts: &ScanOptions) -> std::io::Result<HostScan> {
+    let me = std::process::id();
+    let procfs = opts.procfs.clone();
+    let processes: Vec<ProcessFacts> = tokio::task::spawn_blocking(move || {
+        let pids = procfs.all_pids()?;
+        Ok::<_, std::io::Error>(
+            pids.into_iter()
+                .filter(|p| *p != me)
+                .filter_map(|p| procfs.facts(p).ok())
+                // Kernel threads have no executable; our own sandbox helpers are not workloads.
+                .filter(|p| {
+                    p.exe.is_some() && p.argv.first().map(String::as_str) != Some("/proc/self/exe")
+                })
+                .collect(),
+        )
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    let names: BTreeMap<String, String> = processes
+        .iter()
+        .map(|p| (p.pid.to_string(), p.comm.clone()))
+        .collect();
+    let processes_seen = processes.len();
+    let opts = Arc::new(opts.clone());
+    let results: Vec<(u32, Option<ContainerRuntimeInfo>)> = stream::iter(processes)
+        .filter(|p| std::future::ready(select::classify(p) != select::Class::Wrapper))
+        .map(|p| {
+            let opts = Arc::clone(&opts);
+            async move {
+                let job = SandboxJob {
+                    target_pid: p.pid,
+                    target_start_time: p.start_time,
+                    uid: p.uid,
+                    gid: p.gid,
+                    candidates: vec![p.clone()],
+                };
+                let info = sandbox::run(&opts.sandbox, &job).await.ok().map(|r| r.info);
+                (p.pid, info)
+            }
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    let analysed = results.len();
+    let found: BTreeMap<String, ContainerRuntimeInfo> = results
+        .into_iter()
+        .filter_map(|(pid, info)| Some((pid.to_string(), info?)))
+        .filter(|(_, info)| !info.kind.is_empty())
+        .collect();
+    let names = names
+        .into_iter()
+        .filter(|(pid, _)| found.contains_key(pid))
+        .collect();
+    Ok(HostScan {
+        found,
+        names,
+        processes: processes_seen,
+        analysed,
+    })
+}
+
+/// What `scan --host` saw.
+#[derive(Debug, Clone, Default)]
+pub struct HostScan {
+    /// PID → what was found, for processes with a recognised runtime kind.
+    pub found: BTreeMap<String, ContainerRuntimeInfo>,
+    /// PID → process name (`comm`) of the processes in `found`.
+    pub names: BTreeMap<String, String>,
+    /// Processes looked at (kernel threads excluded).
+    pub processes: usize,
+    /// Processes analysed in a sandbox (wrappers such as shells are not).
+    pub analysed: usize,
+}
+
+/// Containers of this node (all, or only `requested`) through the CRI, then analysed.
+///
+/// The answer's key for a container is the ID as the caller wrote it when it carried a
+/// prefix (the operator looks results up by its own string), else the runtime's form.
+pub async fn scan_node(
+    opts: &ScanOptions,
+    cri: &crate::discovery::CriClient,
+    requested: &[runtime_info::ContainerId],
+    list_only: bool,
+) -> Result<Vec<ScannedContainer>, crate::discovery::DiscoveryError> {
+    let filter = (!requested.is_empty()).then_some(requested);
+    let containers = cri.list_running(filter).await?;
+    let asked_as: std::collections::HashMap<&str, String> = requested
+        .iter()
+        .filter(|id| id.runtime().is_some())
+        .map(|id| (id.hex(), id.to_string()))
+        .collect();
+    let targets = containers
+        .into_iter()
+        .map(|c| Target {
+            container_id: asked_as
+                .get(c.id_hex.as_str())
+                .cloned()
+                .unwrap_or(c.kubernetes_id),
+            namespace: c.namespace,
+            pod: c.pod,
+            container: c.name,
+            pid: c.pid,
+        })
+        .collect();
+    Ok(scan_targets(opts, targets, list_only).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_uses_the_winners_credentials() {
+        let tree = vec![
+            ProcessFacts {
+                pid: 1,
+                comm: "sh".into(),
+                argv: vec!["sh".into()],
+                exe: Some("/bin/sh".into()),
+                uid: 0,
+                gid: 0,
+                ..Default::default()
+            },
+            ProcessFacts {
+                pid: 2,
+                comm: "java".into(),
+                argv: vec!["java".into()],
+                exe: Some("/opt/jdk/bin/java".into()),
+                uid: 1001,
+                gid: 0,
+                ..Default::default()
+            },
+        ];
+        let (candidates, uid, gid) = plan(&tree).unwrap();
+        assert_eq!(candidates.len(), 1);
+        assert_eq!((uid, gid), (1001, 0));
+        let (candidates, uid, _) = plan(&tree[..1]).unwrap();
+        assert!(candidates.is_empty());
+        assert_eq!(uid, 0);
+        assert!(plan(&[]).is_none());
+    }
+}
