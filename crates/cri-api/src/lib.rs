@@ -10,6 +10,25 @@
 //! number. The pod/container creation messages exist for the test kit's containerd sandbox;
 //! the scanner only lists containers and reads their status.
 
+// CRI replies are decoded here: no panics, no unchecked indexing or arithmetic outside tests.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -5,6 +5,26 @@
 //! or not be mounted at all). Paths (`exe`, `cwd`) are the kernel's view from the process's own
 //! root, i.e. container paths, which is what the sandbox resolves after joining the namespace.
 
+// Container-controlled bytes are parsed below: no panics, no unchecked indexing or
+// arithmetic outside tests.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read};
@@ -100,7 +120,7 @@ fn split_nul(bytes: &[u8], max_items: usize) -> impl Iterator<Item = &[u8]> {
 }
 
 fn lossy(bytes: &[u8]) -> String {
-    let cut = &bytes[..bytes.len().min(MAX_VALUE_LEN)];
+    let cut = bytes.get(..MAX_VALUE_LEN).unwrap_or(bytes);
     String::from_utf8_lossy(cut).into_owned()
 }
 
@@ -252,7 +272,8 @@ fn filter_env(bytes: &[u8]) -> BTreeMap<String, String> {
         let Some(eq) = entry.iter().position(|b| *b == b'=') else {
             continue;
         };
-        let (key, value) = (&entry[..eq], &entry[eq + 1..]);
+        let (key, value) = entry.split_at(eq);
+        let value = value.get(1..).unwrap_or_default();
         if let Some(name) = ENV_ALLOWLIST.iter().find(|n| n.as_bytes() == key) {
             env.insert((*name).to_owned(), lossy(value));
         }

@@ -17,6 +17,26 @@
 //! process group at the deadline, and validates the report as hostile input. A failure costs
 //! that one container, never the scan. Nothing from the container is ever executed.
 
+// The helper's answer is hostile input (it was produced next to the container's files): no
+// panics, no unchecked indexing or arithmetic outside tests.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use crate::fingerprint::{self, Root};
 use crate::process::{ProcessFacts, Procfs};
 
-/// argv[1] that makes the binary act as the sandbox helper.
+/// `argv[1]` that makes the binary act as the sandbox helper.
 pub const HELPER_ARG: &str = "__sandbox";
 /// uid/gid used instead of 0: the sandbox never keeps root.
 pub const NOBODY: u32 = 65534;
@@ -161,7 +181,7 @@ pub async fn run(config: &SandboxConfig, job: &SandboxJob) -> Result<SandboxRepo
         drop(stdin);
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let mut stdout = stdout.take(max as u64 + 1);
+        let mut stdout = stdout.take((max as u64).saturating_add(1));
         let mut stderr = stderr.take(MAX_STDERR_BYTES);
         let (r1, r2) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
         r1?;

@@ -5,10 +5,12 @@
 //! container and rank them (documented in docs/fingerprints.md):
 //! 1. shells and init wrappers (`sh`, `bash`, `tini`, `dumb-init`, `catatonit`, `s6-*`,
 //!    `supervisord`, `pause`, ...) never win;
-//! 2. a recognised runtime (JVM, Node.js, Python) beats an unknown process (an unknown one may
-//!    still be a Go or GraalVM native binary: the fingerprints decide from the file);
+//! 2. a process that a detector of the registry recognises by name
+//!    ([`fingerprint::DETECTORS`]: JVM, Node.js, Python) beats an unknown process (an unknown
+//!    one may still be a Go or GraalVM native binary: the fingerprints decide from the file);
 //! 3. ties go to the oldest process (start time, then PID), e.g. a master before its workers.
 
+use crate::fingerprint::{self, paths::file_name};
 use crate::process::ProcessFacts;
 
 /// How a process ranks as a workload candidate (higher wins).
@@ -58,44 +60,21 @@ const WRAPPERS: &[&str] = &[
 /// Shells: a script's comm is the script's name, but its exe is the shell.
 const SHELLS: &[&str] = &["sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "busybox"];
 
-fn basename(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
 fn is_wrapper_name(name: &str) -> bool {
     WRAPPERS.contains(&name) || name.starts_with("s6-")
-}
-
-/// `python`, `python3`, `python3.11`, `python2.7`, `pypy3`?: the CPython launcher names.
-pub fn is_python_name(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix("python") else {
-        return false;
-    };
-    rest.is_empty()
-        || rest
-            .split('.')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
-}
-
-fn is_runtime_name(name: &str) -> bool {
-    name == "java" || name == "node" || name == "nodejs" || is_python_name(name)
 }
 
 /// Classify one process from its names only (cheap; no file is read).
 pub fn classify(p: &ProcessFacts) -> Class {
     let comm = p.comm.as_str();
-    let argv0 = p.argv.first().map(|a| basename(a)).unwrap_or("");
-    let exe = p.exe.as_deref().map(basename).unwrap_or("");
+    let argv0 = p.argv.first().map(|a| file_name(a)).unwrap_or("");
+    let exe = p.exe.as_deref().map(file_name).unwrap_or("");
     // A supervisor written in Python is still a supervisor: names of the program win.
     if is_wrapper_name(comm) || is_wrapper_name(argv0) || SHELLS.contains(&exe) {
         return Class::Wrapper;
     }
-    if is_runtime_name(comm) || is_runtime_name(exe) || is_runtime_name(argv0) {
-        return Class::Runtime;
-    }
-    // Node 24+ names its main thread `MainThread`: the Node fingerprint's own rule decides, so
-    // ranking and detection agree (e.g. on a `node24` executable).
-    if crate::fingerprint::node::is_node(p) {
+    // The detectors' own rules (fingerprint::DETECTORS): ranking and detection agree.
+    if fingerprint::recognised_by_name(p) {
         return Class::Runtime;
     }
     if p.argv.is_empty() && p.exe.is_none() {
@@ -220,10 +199,25 @@ mod tests {
             Class::Unknown
         );
         assert_eq!(classify(&p(1, "x", &[], "", 1)), Class::Wrapper);
-        assert!(is_python_name("python3.11"));
-        assert!(is_python_name("python"));
-        assert!(!is_python_name("python3-config"));
-        assert!(!is_python_name("pythonista"));
+        // Selection and the detectors agree: each name a detector recognises ranks as a
+        // runtime, each it does not is unknown.
+        for (comm, exe, class) in [
+            ("python3.13t", "/usr/bin/python3.13t", Class::Runtime),
+            ("python3.11", "/usr/bin/python3.11", Class::Runtime),
+            ("python3-config", "/usr/bin/python3-config", Class::Unknown),
+            ("pythonista", "/usr/bin/pythonista", Class::Unknown),
+            ("java", "/opt/jdk/bin/java", Class::Runtime),
+            // A JVM launched through a renamed launcher: comm ends with `java`.
+            ("myjava", "/opt/app/launcher", Class::Runtime),
+            ("node", "/usr/bin/node", Class::Runtime),
+        ] {
+            let process = p(1, comm, &[exe], exe, 1);
+            assert_eq!(classify(&process), class, "{comm}");
+            let detected = fingerprint::DETECTORS
+                .iter()
+                .any(|d| d.recognises_by_name(&process));
+            assert_eq!(detected, class == Class::Runtime, "{comm}");
+        }
     }
 
     #[test]

@@ -57,9 +57,7 @@ fn job_for(pid: u32) -> SandboxJob {
 
 #[test]
 fn child_has_no_privileges_for_root_and_non_root_workloads() {
-    if !require_root("sandbox privileges") {
-        return;
-    }
+    require_root("sandbox privileges");
     let root = TestRoot::new().unwrap();
     root.os_release("alpine", "3.20.2").unwrap();
     for (uid, want) in [(None, 65534), (Some(1000), 1000)] {
@@ -99,9 +97,7 @@ fn child_has_no_privileges_for_root_and_non_root_workloads() {
 
 #[test]
 fn hostile_os_release_files_cannot_escape_or_stall() {
-    if !require_root("hostile os-release") {
-        return;
-    }
+    require_root("hostile os-release");
     // A host file the container must never see.
     let host_dir = tempfile::tempdir().unwrap();
     let host_file = host_dir.path().join("os-release");
@@ -139,9 +135,7 @@ fn hostile_os_release_files_cannot_escape_or_stall() {
 
 #[test]
 fn a_node_that_is_a_shell_script_is_never_executed() {
-    if !require_root("no execution") {
-        return;
-    }
+    require_root("no execution");
     let root = TestRoot::new().unwrap();
     root.os_release("debian", "12").unwrap();
     let marker = "/tmp/executed-marker";
@@ -181,9 +175,7 @@ fn a_node_that_is_a_shell_script_is_never_executed() {
 
 #[test]
 fn real_node_and_python_in_a_namespace() {
-    if !require_root("real interpreters") {
-        return;
-    }
+    require_root("real interpreters");
     let root = TestRoot::new().unwrap();
     root.os_release("debian", "12").unwrap();
 
@@ -216,12 +208,10 @@ fn real_node_and_python_in_a_namespace() {
     drop(c);
 
     let python = Path::new("/usr/bin/python3.11");
-    if !require(
+    require(
         "python in namespace",
         (!python.exists()).then(|| "no /usr/bin/python3.11".into()),
-    ) {
-        return;
-    }
+    );
     let out = Command::new(python).arg("--version").output().unwrap();
     let want_py = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let c = start(
@@ -237,9 +227,7 @@ fn real_node_and_python_in_a_namespace() {
 
 #[test]
 fn main_process_is_chosen_among_all_processes() {
-    if !require_root("process selection") {
-        return;
-    }
+    require_root("process selection");
     let root = TestRoot::new().unwrap();
     root.os_release("debian", "12").unwrap();
     // A shell wrapper with a sleep child first and python second: the reference would take
@@ -265,9 +253,7 @@ fn main_process_is_chosen_among_all_processes() {
 
 #[test]
 fn vanished_and_replaced_processes_fail_alone() {
-    if !require_root("vanished process") {
-        return;
-    }
+    require_root("vanished process");
     let mut child = Command::new("sleep").arg("300").spawn().unwrap();
     let job = job_for(child.id());
     child.kill().unwrap();
@@ -301,9 +287,7 @@ fn vanished_and_replaced_processes_fail_alone() {
 
 #[test]
 fn deadline_kills_the_whole_sandbox() {
-    if !require_root("sandbox deadline") {
-        return;
-    }
+    require_root("sandbox deadline");
     let mut sleeper = Command::new("sleep").arg("300").spawn().unwrap();
     // A helper binary of our own (hard link), so the leftover check sees only this test's.
     let dir = tempfile::tempdir_in(helper().parent().unwrap()).unwrap();
@@ -340,9 +324,7 @@ fn deadline_kills_the_whole_sandbox() {
 
 #[test]
 fn zombie_and_empty_argv_processes_are_harmless() {
-    if !require_root("zombies") {
-        return;
-    }
+    require_root("zombies");
     let root = TestRoot::new().unwrap();
     root.os_release("debian", "12").unwrap();
     // `sleep 0` exits and stays a zombie (empty cmdline, no exe) under a parent that never reaps.
@@ -362,9 +344,7 @@ fn zombie_and_empty_argv_processes_are_harmless() {
 
 #[test]
 fn cli_scan_pid_prints_json_keyed_by_pid() {
-    if !require_root("scan --pid") {
-        return;
-    }
+    require_root("scan --pid");
     let mut py = Command::new("/usr/bin/python3.11")
         .args(["-c", "import time; time.sleep(300)"])
         .spawn()
@@ -405,12 +385,9 @@ fn cli_scan_pid_prints_json_keyed_by_pid() {
 #[test]
 fn real_jvm_applications_and_go_binary() {
     use testkit::workloads;
-    if !require_root("JVM and Go in a namespace")
-        || !require("JVM workloads", workloads::jdk_unavailable())
-        || !require("Go workloads", workloads::go_unavailable())
-    {
-        return;
-    }
+    require_root("JVM and Go in a namespace");
+    require("JVM workloads", workloads::jdk_unavailable());
+    require("Go workloads", workloads::go_unavailable());
     let build = tempfile::tempdir().unwrap();
     let jdk = workloads::jdk_home().unwrap();
     let (java_version, implementor) = workloads::jdk_release(&jdk).unwrap();
@@ -485,9 +462,7 @@ fn real_jvm_applications_and_go_binary() {
 
 #[test]
 fn cli_errors_are_one_clear_line() {
-    if !require_root("CLI errors") {
-        return;
-    }
+    require_root("CLI errors");
     let one_line = |args: &[&str], uid: Option<u32>, want: &str| {
         let mut cmd = match uid {
             Some(uid) => {

@@ -37,10 +37,7 @@ fn id(s: &str) -> ContainerId {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_kubelet_containers_with_names_and_host_pids() {
-    let Some(sb) = CriSandbox::start_or_skip("lists_kubelet_containers_with_names_and_host_pids")
-    else {
-        return;
-    };
+    let sb = CriSandbox::start_for("lists_kubelet_containers_with_names_and_host_pids");
     eprintln!("containerd start: {:?}", sb.timings());
     let t = Instant::now();
     let web = sb
@@ -124,9 +121,7 @@ async fn lists_kubelet_containers_with_names_and_host_pids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_by_container_id_in_any_form() {
-    let Some(sb) = CriSandbox::start_or_skip("filters_by_container_id_in_any_form") else {
-        return;
-    };
+    let sb = CriSandbox::start_for("filters_by_container_id_in_any_form");
     let pod = sb
         .run_pod(
             &PodSpec::new("ns1", "p")
@@ -172,9 +167,7 @@ async fn filters_by_container_id_in_any_form() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_containers_and_pods_are_not_listed() {
-    let Some(sb) = CriSandbox::start_or_skip("stopped_containers_and_pods_are_not_listed") else {
-        return;
-    };
+    let sb = CriSandbox::start_for("stopped_containers_and_pods_are_not_listed");
     let one = sb
         .run_pod(
             &PodSpec::new("ns", "one")
@@ -238,11 +231,7 @@ async fn socket_without_a_listener_is_a_clear_connect_error() {
 /// when the runtime goes away and comes back on the same socket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_client_keeps_working_across_a_runtime_restart() {
-    let Some(mut sb) =
-        CriSandbox::start_or_skip("same_client_keeps_working_across_a_runtime_restart")
-    else {
-        return;
-    };
+    let mut sb = CriSandbox::start_for("same_client_keeps_working_across_a_runtime_restart");
     let pod = sb
         .run_pod(
             &PodSpec::new("ns", "survivor")
@@ -265,11 +254,7 @@ async fn same_client_keeps_working_across_a_runtime_restart() {
 /// A listing asked while the runtime is down for a moment waits for it instead of failing.
 #[test]
 fn listing_during_a_runtime_restart_waits_for_the_runtime() {
-    let Some(mut sb) =
-        CriSandbox::start_or_skip("listing_during_a_runtime_restart_waits_for_the_runtime")
-    else {
-        return;
-    };
+    let mut sb = CriSandbox::start_for("listing_during_a_runtime_restart_waits_for_the_runtime");
     let pod = sb
         .run_pod(
             &PodSpec::new("ns", "p").container(ContainerSpec::new("c", &["/bin/sleep", "3641"])),
@@ -301,10 +286,7 @@ fn listing_during_a_runtime_restart_waits_for_the_runtime() {
 /// The cgroup fallback finds the same PIDs the runtime reports, for real containers.
 #[test]
 fn cgroup_fallback_finds_the_runtime_reported_pids() {
-    let Some(sb) = CriSandbox::start_or_skip("cgroup_fallback_finds_the_runtime_reported_pids")
-    else {
-        return;
-    };
+    let sb = CriSandbox::start_for("cgroup_fallback_finds_the_runtime_reported_pids");
     let pod = sb
         .run_pod(
             &PodSpec::new("ns", "p")
@@ -327,10 +309,7 @@ fn cgroup_fallback_finds_the_runtime_reported_pids() {
 /// remembers must stay right as containers come and go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remembered_pids_follow_containers_coming_and_going() {
-    let Some(sb) = CriSandbox::start_or_skip("remembered_pids_follow_containers_coming_and_going")
-    else {
-        return;
-    };
+    let sb = CriSandbox::start_for("remembered_pids_follow_containers_coming_and_going");
     let first = sb
         .run_pod(
             &PodSpec::new("ns", "a").container(ContainerSpec::new("c", &["/bin/sleep", "3631"])),

@@ -264,15 +264,15 @@ fn spawn_scanner(cri: &Path, socket: &Path, log: &Path) -> TestProcess {
 }
 
 impl Node {
-    /// Containerd, scanner, serve; `None` (skipped) when the machine cannot run containerd.
+    /// Containerd, scanner, serve (the test fails when the machine cannot run containerd).
     fn start(
         cluster: &Cluster,
         name: &'static str,
         ip: IpAddr,
         test: &str,
         max_scans: u32,
-    ) -> Option<Node> {
-        let sb = CriSandbox::start_or_skip(test)?;
+    ) -> Node {
+        let sb = CriSandbox::start_for(test);
         let dir = tempfile::Builder::new()
             .prefix("ri-e2e-node-")
             .tempdir_in("/tmp")
@@ -333,7 +333,7 @@ impl Node {
             _dir: dir,
         };
         node.assert_serve_unprivileged();
-        Some(node)
+        node
     }
 
     fn assert_serve_unprivileged(&self) {
@@ -524,27 +524,19 @@ fn gatherer_binary_against_real_nodes_then_down_and_stalled_extractors() {
     const TEST: &str = "e2e_flow::gatherer_binary_against_real_nodes";
     let started = Instant::now();
     // Before anything needs root (the files for serve are chowned).
-    if !require(TEST, CriSandbox::available().err()) {
-        return;
-    }
+    require(TEST, CriSandbox::available().err());
     let node_prereq = host_node();
-    if !require(
+    require(
         TEST,
         node_prereq
             .is_none()
             .then(|| "no node on PATH (nodejs)".into()),
-    ) {
-        return;
-    }
+    );
     let (node_bin, node_version) = node_prereq.unwrap();
     let (ip_a, ip_b, ip_c) = (loopback(2), loopback(3), loopback(4));
     let cluster = Cluster::new(&[ip_a, ip_b, ip_c]);
-    let Some(a) = Node::start(&cluster, "node-a", ip_a, TEST, 4) else {
-        return;
-    };
-    let Some(b) = Node::start(&cluster, "node-b", ip_b, TEST, 4) else {
-        return;
-    };
+    let a = Node::start(&cluster, "node-a", ip_a, TEST, 4);
+    let b = Node::start(&cluster, "node-b", ip_b, TEST, 4);
     let gatherer = gatherer_bin();
     eprintln!(
         "e2e_flow: two nodes up, gatherer at {} ({:?})",
@@ -932,15 +924,11 @@ fn unix_sockets_of(pid: u32) -> usize {
 fn container_killed_mid_scan_and_scanner_restarted_mid_request() {
     const TEST: &str = "e2e_flow::container_killed_mid_scan_and_scanner_restarted";
     let started = Instant::now();
-    if !require(TEST, CriSandbox::available().err()) {
-        return;
-    }
+    require(TEST, CriSandbox::available().err());
     let ip = loopback(5);
     let cluster = Cluster::new(&[ip]);
     // One scan at a time: a request for many containers takes a while, in a known order.
-    let Some(mut node) = Node::start(&cluster, "node-f", ip, TEST, 1) else {
-        return;
-    };
+    let mut node = Node::start(&cluster, "node-f", ip, TEST, 1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -399,9 +399,7 @@ async fn raw_https(addr: SocketAddr, ca: &TestCa, request: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn api_contract_with_the_real_scanner() {
     init_tracing();
-    let Some(sb) = CriSandbox::start_or_skip("api_contract_with_the_real_scanner") else {
-        return;
-    };
+    let sb = CriSandbox::start_for("api_contract_with_the_real_scanner");
     let web = sb
         .run_pod(
             &PodSpec::new("shop", "web-7d9f")
@@ -834,11 +832,7 @@ async fn api_contract_with_the_real_scanner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kubernetes_auth_token_review_and_subject_access_review() {
     init_tracing();
-    let Some(sb) =
-        CriSandbox::start_or_skip("kubernetes_auth_token_review_and_subject_access_review")
-    else {
-        return;
-    };
+    let sb = CriSandbox::start_for("kubernetes_auth_token_review_and_subject_access_review");
     let pod = sb
         .run_pod(
             &PodSpec::new("ns", "p").container(ContainerSpec::new("c", &["/bin/sleep", "3604"])),
@@ -1498,10 +1492,7 @@ fn vm_hwm_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn load_200_concurrent_posts_with_the_real_scanner() {
     init_tracing();
-    let Some(sb) = CriSandbox::start_or_skip("load_200_concurrent_posts_with_the_real_scanner")
-    else {
-        return;
-    };
+    let sb = CriSandbox::start_for("load_200_concurrent_posts_with_the_real_scanner");
     let runtime = sb.runtime_name().to_owned();
     let mut ids = Vec::new();
     for p in 0..10 {

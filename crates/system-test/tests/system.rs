@@ -34,8 +34,8 @@ struct Node {
     _dir: tempfile::TempDir,
 }
 
-fn start_node(ip: IpAddr, port: u16, cert_dir: &Path, kubeconfig: &Path) -> Option<Node> {
-    let sb = CriSandbox::start_or_skip("system test")?;
+fn start_node(ip: IpAddr, port: u16, cert_dir: &Path, kubeconfig: &Path) -> Node {
+    let sb = CriSandbox::start_for("system test");
     let dir = tempfile::Builder::new()
         .prefix("ri-node-")
         .tempdir_in("/tmp")
@@ -70,12 +70,12 @@ fn start_node(ip: IpAddr, port: u16, cert_dir: &Path, kubeconfig: &Path) -> Opti
     wait_until("serve", Duration::from_secs(20), || {
         std::net::TcpStream::connect(SocketAddr::new(ip, port)).is_ok()
     });
-    Some(Node {
+    Node {
         sb,
         _scanner: scanner,
         _serve: serve,
         _dir: dir,
-    })
+    }
 }
 
 /// The API server's view of a CRI pod: same names, node, container IDs; image ID with a digest.
@@ -106,10 +106,10 @@ fn api_pod(
 
 #[test]
 fn gatherer_asks_each_node_for_only_what_it_needs() {
-    if CriSandbox::available().is_err() && std::env::var("CI").as_deref() != Ok("true") {
-        testkit::announce_skip(format_args!("system test: containerd sandbox unavailable"));
-        return;
-    }
+    testkit::rootfs::require(
+        "gatherer_asks_each_node_for_only_what_it_needs",
+        CriSandbox::available().err(),
+    );
     testkit::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -134,12 +134,8 @@ fn gatherer_asks_each_node_for_only_what_it_needs() {
 
     let ips: Vec<IpAddr> = vec![loopback(2), loopback(3)];
     let port = free_port(&ips);
-    let Some(node_a) = start_node(ips[0], port, &cert_dir, &kubeconfig) else {
-        return;
-    };
-    let Some(node_b) = start_node(ips[1], port, &cert_dir, &kubeconfig) else {
-        return;
-    };
+    let node_a = start_node(ips[0], port, &cert_dir, &kubeconfig);
+    let node_b = start_node(ips[1], port, &cert_dir, &kubeconfig);
 
     let node_bin = std::fs::canonicalize(which("node").unwrap()).unwrap();
     let node_version = String::from_utf8(

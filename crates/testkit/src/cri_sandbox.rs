@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! use testkit::cri_sandbox::{CriSandbox, ContainerSpec, PodSpec};
-//! let Some(sb) = CriSandbox::start_or_skip("my_test") else { return };
+//! let sb = CriSandbox::start_for("my_test");
 //! let pod = sb
 //!     .run_pod(&PodSpec::new("default", "web").container(
 //!         ContainerSpec::new("app", &["/bin/sleep", "3600"])
@@ -321,21 +321,14 @@ impl CriSandbox {
         Ok(())
     }
 
-    /// Start a sandbox, or print `SKIPPED: <test>: <why>` and return `None` when the machine
-    /// cannot run one. Under `CI=true` a missing prerequisite panics instead: CI must not pass
-    /// by skipping. A sandbox that should work but fails to start always panics.
-    pub fn start_or_skip(test: &str) -> Option<CriSandbox> {
+    /// Start a sandbox for `test`, or fail the test with the reason: a test that needs
+    /// containerd never passes without it (root and `bash scripts/install-test-deps.sh`).
+    pub fn start_for(test: &str) -> CriSandbox {
         if let Err(why) = Self::available() {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{test}: containerd sandbox unavailable under CI=true: {why}");
-            }
-            crate::announce_skip(format_args!(
-                "{test}: containerd sandbox unavailable: {why}"
-            ));
-            return None;
+            panic!("{test}: containerd sandbox unavailable: {why} (run as root after `bash scripts/install-test-deps.sh`)");
         }
         match Self::start() {
-            Ok(sb) => Some(sb),
+            Ok(sb) => sb,
             Err(e) => panic!("{test}: containerd sandbox failed to start: {e:#}"),
         }
     }
@@ -1390,11 +1383,7 @@ mod tests {
 
     #[test]
     fn bind_mounts_env_user_and_labels_reach_the_container() {
-        let Some(sb) =
-            CriSandbox::start_or_skip("bind_mounts_env_user_and_labels_reach_the_container")
-        else {
-            return;
-        };
+        let sb = CriSandbox::start_for("bind_mounts_env_user_and_labels_reach_the_container");
         let host = tempfile::tempdir().unwrap();
         fs::write(host.path().join("data.txt"), "from the host\n").unwrap();
         // /tmp/result is written last: once the test sees it, the other writes are done.
@@ -1442,10 +1431,7 @@ mod tests {
 
     #[test]
     fn images_with_extra_layers_and_host_binaries() {
-        let Some(sb) = CriSandbox::start_or_skip("images_with_extra_layers_and_host_binaries")
-        else {
-            return;
-        };
+        let sb = CriSandbox::start_for("images_with_extra_layers_and_host_binaries");
         let layer = tempfile::tempdir().unwrap();
         fs::create_dir_all(layer.path().join("app")).unwrap();
         fs::write(layer.path().join("app/hello.txt"), "layer content\n").unwrap();
@@ -1503,10 +1489,7 @@ mod tests {
 
     #[test]
     fn bind_mount_of_a_missing_path_is_a_clear_error() {
-        let Some(sb) = CriSandbox::start_or_skip("bind_mount_of_a_missing_path_is_a_clear_error")
-        else {
-            return;
-        };
+        let sb = CriSandbox::start_for("bind_mount_of_a_missing_path_is_a_clear_error");
         let err = sb
             .run_pod(&PodSpec::new("ns", "p").container(
                 ContainerSpec::new("c", &["/bin/true"]).mount("/nonexistent/ri", "/x", true),
@@ -1517,11 +1500,7 @@ mod tests {
 
     #[test]
     fn init_containers_complete_before_the_others_start() {
-        let Some(sb) =
-            CriSandbox::start_or_skip("init_containers_complete_before_the_others_start")
-        else {
-            return;
-        };
+        let sb = CriSandbox::start_for("init_containers_complete_before_the_others_start");
         let shared = tempfile::tempdir().unwrap();
         // The init container sleeps first: the app sees its file only if it waited.
         let pod = sb
@@ -1579,11 +1558,9 @@ mod tests {
 
     #[test]
     fn dropping_with_the_runtime_down_still_kills_containers_and_shims() {
-        let Some(mut sb) = CriSandbox::start_or_skip(
+        let mut sb = CriSandbox::start_for(
             "dropping_with_the_runtime_down_still_kills_containers_and_shims",
-        ) else {
-            return;
-        };
+        );
         let pod = sb
             .run_pod(
                 &PodSpec::new("ns", "orphan")

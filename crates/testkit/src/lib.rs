@@ -38,11 +38,3 @@ pub mod workloads;
 pub use apiserver::{ApiServer, RecordedRequest};
 pub use certs::{install_crypto_provider, CertKey, TestCa};
 pub use pods::{ContainerState, PodBuilder};
-
-/// Tell whoever runs the tests that a test did not really run (`SKIPPED: …`). Written straight
-/// to the process's stderr: libtest captures `eprintln!` of passing tests, so a skip printed
-/// that way would be invisible in a normal `cargo test` run.
-pub fn announce_skip(message: impl std::fmt::Display) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {message}");
-}

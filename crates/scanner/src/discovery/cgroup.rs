@@ -61,10 +61,12 @@ fn container_of<'a>(cgroup_file: &str, wanted: &HashSet<&'a str>) -> Option<&'a 
             continue;
         }
         let stem = last.strip_suffix(".scope").unwrap_or(last);
-        if stem.len() < 64 || !stem.is_char_boundary(stem.len() - 64) {
+        let Some(split) = stem.len().checked_sub(64) else {
             continue;
-        }
-        let (prefix, hex) = stem.split_at(stem.len() - 64);
+        };
+        let Some((prefix, hex)) = stem.split_at_checked(split) else {
+            continue;
+        };
         if !(prefix.is_empty() || prefix.ends_with('-')) {
             continue;
         }
@@ -92,9 +94,7 @@ fn init_of(proc_root: &Path, pids: &[u32]) -> Option<u32> {
 /// `(ppid, starttime)` from `/proc/<pid>/stat`; `comm` may hold spaces and parentheses, so
 /// fields are counted from the last `)`.
 fn parse_stat(text: &str) -> Option<(u32, u64)> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+    scanner_proto::identity::parse_stat(text).map(|s| (s.ppid, s.start_time))
 }
 
 fn read_capped(path: &Path, max: u64) -> std::io::Result<String> {

@@ -265,14 +265,17 @@ impl CriClient {
                     if status.code() == tonic::Code::Unavailable
                         && attempt < UNAVAILABLE_RETRIES.len() =>
                 {
-                    let pause = UNAVAILABLE_RETRIES[attempt];
+                    let pause = UNAVAILABLE_RETRIES
+                        .get(attempt)
+                        .copied()
+                        .unwrap_or(Duration::from_secs(1));
                     tracing::info!(
                         socket = %self.socket.display(),
                         error = %status.message(),
                         "CRI runtime unavailable; retrying ListContainers in {pause:?}"
                     );
                     tokio::time::sleep(pause).await;
-                    attempt += 1;
+                    attempt = attempt.saturating_add(1);
                 }
                 Err(status) => return Err(self.rpc_error("ListContainers", status)),
             }

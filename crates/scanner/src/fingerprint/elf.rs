@@ -151,7 +151,7 @@ impl Hit<'_> {
 
     /// The bytes after the needle.
     pub fn rest(&self) -> &[u8] {
-        &self.bytes[self.len..]
+        self.bytes.get(self.len..).unwrap_or_default()
     }
 }
 
@@ -253,7 +253,8 @@ impl ElfBinary {
                     let end = memchr::memchr(0, tail)
                         .unwrap_or(tail.len())
                         .min(MAX_SECTION_NAME);
-                    section.name = String::from_utf8_lossy(&tail[..end]).into_owned();
+                    section.name =
+                        String::from_utf8_lossy(tail.get(..end).unwrap_or_default()).into_owned();
                 }
                 section
             })
@@ -323,7 +324,7 @@ impl ElfBinary {
                 range.start, range.end, self.len
             )));
         }
-        let size = range.end - range.start;
+        let size = range.end.saturating_sub(range.start);
         if size > max {
             return Err(ElfError::TooLarge {
                 path: self.path.clone(),
@@ -358,7 +359,7 @@ impl ElfBinary {
             if delta >= s.filesz {
                 return None;
             }
-            Some((s.offset.checked_add(delta)?, s.filesz - delta))
+            Some((s.offset.checked_add(delta)?, s.filesz.checked_sub(delta)?))
         });
         in_load.or_else(|| {
             self.sections
@@ -369,7 +370,7 @@ impl ElfBinary {
                     if delta >= s.size {
                         return None;
                     }
-                    Some((s.offset.checked_add(delta)?, s.size - delta))
+                    Some((s.offset.checked_add(delta)?, s.size.checked_sub(delta)?))
                 })
         })
     }
@@ -384,16 +385,20 @@ impl ElfBinary {
                 "{size} bytes at {addr:#x} run past the end of their segment"
             )));
         }
-        self.read_range(&(offset..offset + size), MAX_SECTION_BYTES, "data")
+        let end = offset
+            .checked_add(size)
+            .ok_or_else(|| self.malformed(format!("{size} bytes at {addr:#x} overflow")))?;
+        self.read_range(&(offset..end), MAX_SECTION_BYTES, "data")
     }
 
     /// A NUL-terminated string at `offset`, at most `max` bytes long.
     pub fn read_cstr_at(&self, offset: u64, max: usize) -> Result<Vec<u8>, ElfError> {
-        let end = offset.saturating_add(max as u64 + 1).min(self.len);
+        let with_nul = (max as u64).saturating_add(1);
+        let end = offset.saturating_add(with_nul).min(self.len);
         if offset >= end {
             return Err(self.malformed(format!("string at {offset} is outside the file")));
         }
-        let mut buf = self.read_range(&(offset..end), max as u64 + 1, "string")?;
+        let mut buf = self.read_range(&(offset..end), with_nul, "string")?;
         match memchr::memchr(0, &buf) {
             Some(nul) => {
                 buf.truncate(nul);
@@ -413,7 +418,7 @@ impl ElfBinary {
             (8, true) => u64::from_be_bytes(b.try_into().ok()?),
             (2, false) => u64::from(u16::from_le_bytes(b.try_into().ok()?)),
             (2, true) => u64::from(u16::from_be_bytes(b.try_into().ok()?)),
-            (1, _) => u64::from(b[0]),
+            (1, _) => u64::from(*b.first()?),
             _ => return None,
         })
     }
@@ -431,13 +436,13 @@ impl ElfBinary {
             return Ok(info);
         };
         let table = self.read_range(&range, MAX_DYNAMIC, "dynamic segment")?;
-        let word = if self.is_64 { 8 } else { 4 };
+        let word: usize = if self.is_64 { 8 } else { 4 };
         let mut strtab = None;
         let mut needed = Vec::new();
         let mut paths = Vec::new();
-        for entry in table.chunks_exact(word * 2) {
-            let (Some(tag), Some(val)) = (self.word(entry, word), self.word(&entry[word..], word))
-            else {
+        for entry in table.chunks_exact(word.saturating_mul(2)) {
+            let (tag, val) = entry.split_at(word);
+            let (Some(tag), Some(val)) = (self.word(tag, word), self.word(val, word)) else {
                 break;
             };
             match tag {
@@ -458,7 +463,9 @@ impl ElfBinary {
             if at >= strtab_len {
                 return None;
             }
-            let bytes = self.read_cstr_at(strtab_offset + at, MAX_DYN_STRING).ok()?;
+            let bytes = self
+                .read_cstr_at(strtab_offset.checked_add(at)?, MAX_DYN_STRING)
+                .ok()?;
             Some(String::from_utf8_lossy(&bytes).into_owned())
         };
         info.needed = needed.into_iter().filter_map(string).collect();
@@ -502,10 +509,11 @@ impl ElfBinary {
             }
             // Elf64_Sym: name u32, info u8, other u8, shndx u16, value u64, size u64.
             // Elf32_Sym: name u32, value u32, size u32, info, other, shndx.
+            let field = |at: usize, len: usize| self.word(sym.get(at..).unwrap_or_default(), len);
             let (value, size) = if self.is_64 {
-                (self.word(&sym[8..], 8), self.word(&sym[16..], 8))
+                (field(8, 8), field(16, 8))
             } else {
-                (self.word(&sym[4..], 4), self.word(&sym[8..], 4))
+                (field(4, 4), field(8, 4))
             };
             if let (Some(value), Some(size)) = (value, size) {
                 if value != 0 {
@@ -556,64 +564,77 @@ impl ElfBinary {
         let longest = needles.iter().map(|n| n.len()).max().unwrap_or(0);
         // A match starting in the last `carry` bytes of a window is looked at in the next one,
         // so every match is seen once, whole, with its `after` bytes.
-        let carry = longest + after;
-        let buffer = buffer.max(2 * carry + 1);
+        // Sizes here are the code's own constants (needles, `after`, buffer) or are clamped to
+        // the file and the budget, so saturating arithmetic never actually saturates; it only
+        // rules out a panic.
+        let carry = longest.saturating_add(after);
+        let buffer = buffer.max(carry.saturating_mul(2).saturating_add(1));
         let mut buf = vec![0u8; buffer];
         let mut budget = cap;
-        let mut hits: Vec<(usize, usize)> = Vec::new();
+        let mut hits: Vec<(usize, usize, usize)> = Vec::new();
         for range in ranges {
             let end = range.end.min(self.len);
             let mut start = range.start;
+            // Invariant: filled <= buffer, and start + filled <= end.
             let mut filled = 0usize;
             while start < end {
-                let want = (buffer - filled) as u64;
-                let want = want.min(end - start - filled as u64).min(budget) as usize;
+                let room = buffer.saturating_sub(filled) as u64;
+                let left = end.saturating_sub(start).saturating_sub(filled as u64);
+                let want = usize::try_from(room.min(left).min(budget)).unwrap_or(0);
                 if want > 0 {
+                    let dst = buf
+                        .get_mut(filled..filled.saturating_add(want))
+                        .ok_or_else(|| self.malformed("scan window"))?;
                     self.file
-                        .read_exact_at(&mut buf[filled..filled + want], start + filled as u64)
+                        .read_exact_at(dst, start.saturating_add(filled as u64))
                         .map_err(|source| ElfError::Read {
                             path: self.path.clone(),
                             source,
                         })?;
-                    filled += want;
-                    budget -= want as u64;
+                    filled = filled.saturating_add(want);
+                    budget = budget.saturating_sub(want as u64);
                 }
-                let last = start + filled as u64 >= end || budget == 0;
-                let limit = if last { filled } else { filled - carry };
+                let window = buf.get(..filled).unwrap_or_default();
+                let last = start.saturating_add(filled as u64) >= end || budget == 0;
+                let limit = if last {
+                    filled
+                } else {
+                    filled.saturating_sub(carry)
+                };
                 hits.clear();
-                for (index, finder) in finders.iter().enumerate() {
+                for (index, (finder, needle)) in finders.iter().zip(needles).enumerate() {
                     hits.extend(
                         finder
-                            .find_iter(&buf[..filled])
+                            .find_iter(window)
                             .take_while(|&at| at < limit)
-                            .map(|at| (at, index)),
+                            .map(|at| (at, index, needle.len())),
                     );
                 }
                 hits.sort_unstable();
-                for &(at, needle) in &hits {
-                    let stop = (at + needles[needle].len() + after).min(filled);
+                for &(at, needle, len) in &hits {
+                    let stop = at.saturating_add(len).saturating_add(after).min(filled);
                     let hit = Hit {
                         needle,
-                        offset: start + at as u64,
-                        bytes: &buf[at..stop],
-                        len: needles[needle].len(),
+                        offset: start.saturating_add(at as u64),
+                        bytes: window.get(at..stop).unwrap_or_default(),
+                        len,
                     };
                     if on_hit(hit).is_break() {
-                        return Ok(cap - budget);
+                        return Ok(cap.saturating_sub(budget));
                     }
                 }
                 if budget == 0 {
                     return Ok(cap);
                 }
-                if last {
+                if last || limit == 0 {
                     break;
                 }
                 buf.copy_within(limit..filled, 0);
-                filled -= limit;
-                start += limit as u64;
+                filled = filled.saturating_sub(limit);
+                start = start.saturating_add(limit as u64);
             }
         }
-        Ok(cap - budget)
+        Ok(cap.saturating_sub(budget))
     }
 }
 
@@ -1197,15 +1218,25 @@ mod tests {
         );
     }
 
-    /// Cost of OS + Go/Node/Python detection for one container, on real binaries copied into
-    /// a root (page cache warm, as on a node scanning many containers of the same images).
+    /// OS + Go/Node/Python detection for one container, on real binaries copied into a root.
+    /// (What it costs is measured by `cargo bench -p scanner --bench scan`, not here.)
     #[test]
-    fn detection_cost_on_real_binaries() {
+    fn detection_on_real_binaries() {
         use super::super::{go, node, os, python};
-        let copies: &[(&str, &str, &str)] = &[
-            ("/usr/bin/node", "/usr/local/bin/node", "node"),
-            ("/usr/bin/python3.11", "/usr/bin/python3.11", "python3"),
-            ("/usr/lib/go-1.19/bin/go", "/usr/local/bin/app", "app"),
+        let copies: &[(&str, &str, &str, &str)] = &[
+            ("/usr/bin/node", "/usr/local/bin/node", "node", "Node.js v"),
+            (
+                "/usr/bin/python3.11",
+                "/usr/bin/python3.11",
+                "python3",
+                "Python Python 3.11.",
+            ),
+            (
+                "/usr/lib/go-1.19/bin/go",
+                "/usr/local/bin/app",
+                "app",
+                "Golang go1.19",
+            ),
         ];
         let (dir, root) = root();
         write(
@@ -1213,49 +1244,25 @@ mod tests {
             "/etc/os-release",
             b"ID=debian\nVERSION_ID=\"12\"\n",
         );
-        let mut processes = Vec::new();
-        for (host, inside, comm) in copies {
-            match std::fs::read(host) {
-                Ok(bytes) => write(dir.path(), inside, &bytes),
-                Err(_) => {
-                    assert!(
-                        std::env::var("CI").as_deref() != Ok("true"),
-                        "{host} is required when CI=true"
-                    );
-                    testkit::announce_skip(format_args!(
-                        "detection cost for {host}: not on this machine"
-                    ));
-                    continue;
-                }
-            }
-            processes.push(ProcessFacts {
+        for (host, inside, comm, expected) in copies {
+            let bytes = std::fs::read(host).unwrap_or_else(|e| {
+                panic!("{host}: {e} (bash scripts/install-test-deps.sh installs it)")
+            });
+            write(dir.path(), inside, &bytes);
+            let process = ProcessFacts {
                 comm: (*comm).to_owned(),
                 exe: Some((*inside).to_owned()),
                 argv: vec![(*comm).to_owned()],
                 cwd: Some("/".into()),
                 ..Default::default()
-            });
-        }
-        for process in &processes {
-            let mut times = Vec::new();
-            let mut kind = String::new();
-            for _ in 0..15 {
-                let started = std::time::Instant::now();
-                let _ = os::detect(&root);
-                let d = go::detect(&root, process)
-                    .or_else(|| node::detect(&root, process))
-                    .or_else(|| python::detect(&root, process));
-                times.push(started.elapsed());
-                kind = d
-                    .map(|d| format!("{} {}", d.kind, d.version))
-                    .unwrap_or_default();
-            }
-            times.sort();
-            let median = times[times.len() / 2];
-            eprintln!("{}: {kind}: median {median:?}", process.comm);
-            assert!(!kind.trim().is_empty() && kind.contains(' '), "{kind}");
-            // Generous: debug builds and a busy 2-core machine; release is far below.
-            assert!(median < std::time::Duration::from_millis(100), "{median:?}");
+            };
+            assert_eq!(os::detect(&root).map(|o| o.id).as_deref(), Some("debian"));
+            let kind = go::detect(&root, &process)
+                .or_else(|| node::detect(&root, &process))
+                .or_else(|| python::detect(&root, &process))
+                .map(|d| format!("{} {}", d.kind, d.version))
+                .unwrap_or_default();
+            assert!(kind.starts_with(expected), "{comm}: {kind:?}");
         }
     }
 }

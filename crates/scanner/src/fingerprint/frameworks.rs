@@ -298,7 +298,7 @@ fn version_of_jar_with_class(
             );
             return None;
         }
-        *budget -= 1;
+        *budget = budget.saturating_sub(1);
         let Some(jar) = open_jar(root, &path) else {
             continue;
         };

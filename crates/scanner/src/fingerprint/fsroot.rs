@@ -80,7 +80,7 @@ impl Root {
     pub fn read_bounded(&self, path: &str, max: u64) -> io::Result<Vec<u8>> {
         let file = self.open_file(path)?;
         let mut buf = Vec::new();
-        file.take(max + 1).read_to_end(&mut buf)?;
+        file.take(max.saturating_add(1)).read_to_end(&mut buf)?;
         if buf.len() as u64 > max {
             return Err(io::Error::new(
                 io::ErrorKind::FileTooLarge,
@@ -172,9 +172,8 @@ mod tests {
     fn refuses_fifos_devices_and_big_files() {
         let (d, root) = root_with(&[("/big", &[b'x'; 2048])]);
         nix::unistd::mkfifo(&d.path().join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let started = std::time::Instant::now();
+        // Refused by type before any open(2) that could block: the test hangs if not.
         assert!(root.read_bounded("/fifo", 100).is_err());
-        assert!(started.elapsed() < std::time::Duration::from_secs(1));
         assert!(root.read_bounded("/big", 1024).is_err());
         assert_eq!(root.read_bounded("/big", 2048).unwrap().len(), 2048);
         assert!(root.read_bounded("/", 10).is_err());

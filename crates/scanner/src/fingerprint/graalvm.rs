@@ -23,7 +23,7 @@ use std::ops::ControlFlow;
 use runtime_info::RuntimeComponent;
 
 use super::elf::{open_executable, ElfBinary, ElfError, MAX_SCAN_BYTES};
-use super::{Detection, Root};
+use super::{Detection, Detector, Recognise, Root};
 use crate::process::ProcessFacts;
 
 const ANALYTICS: &[u8] = b"__quarkus_analytics__quarkus.version=";
@@ -33,6 +33,13 @@ const VM_INFO: &[u8] = b"com.oracle.svm.core.VM";
 const AFTER: usize = 128;
 /// Sections searched, smallest first (the VM string is a C string outside the image heap).
 const DATA_SECTIONS: &[&str] = &[".rodata", ".data", ".svm_heap"];
+
+/// In the registry: a GraalVM native image, whatever its name, told by its `.svm_heap`.
+pub const DETECTOR: Detector = Detector {
+    kind: "GraalVM",
+    recognise: Recognise::Executable,
+    detect,
+};
 
 pub fn detect(root: &Root, process: &ProcessFacts) -> Option<Detection> {
     let elf = open_executable(root, process)?;
@@ -106,7 +113,9 @@ fn printable_prefix(bytes: &[u8]) -> String {
         .iter()
         .position(|b| !(0x20..0x7f).contains(b))
         .unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).trim().to_owned()
+    String::from_utf8_lossy(bytes.get(..end).unwrap_or_default())
+        .trim()
+        .to_owned()
 }
 
 /// `<sep>GraalVM <version> …` after `com.oracle.svm.core.VM` (`=`, or a tab in old releases).

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use runtime_info::RuntimeComponent;
 
 use super::paths::{file_name, join_path, parent_dir};
-use super::{frameworks, jboss, Detection, Root};
+use super::{frameworks, jboss, Detection, Detector, Recognise, Root};
 use crate::process::ProcessFacts;
 
 /// Largest JDK `release` file read (Temurin's is about 2.5 KB).
@@ -44,6 +44,13 @@ const OPTIONS_WITH_VALUE: &[&str] = &[
     "--describe-module",
 ];
 
+/// In the registry: a JVM, recognised by the name of its thread or executable.
+pub const DETECTOR: Detector = Detector {
+    kind: "Java",
+    recognise: Recognise::Name(is_jvm),
+    detect,
+};
+
 /// Kind `Java` for a JVM process, with version, vendor and frameworks when files tell them.
 pub fn detect(root: &Root, process: &ProcessFacts) -> Option<Detection> {
     if !is_jvm(process) {
@@ -62,7 +69,7 @@ pub fn detect(root: &Root, process: &ProcessFacts) -> Option<Detection> {
 }
 
 /// `comm` ends with `java` (as in the reference), or the executable is named `java`.
-fn is_jvm(process: &ProcessFacts) -> bool {
+pub fn is_jvm(process: &ProcessFacts) -> bool {
     process.comm.ends_with("java") || real_exe(process).is_some_and(|e| file_name(e) == "java")
 }
 
@@ -198,13 +205,13 @@ fn parse_launch(root: &Root, process: &ProcessFacts) -> Launch {
         .take(MAX_ARGS)
         .cloned()
         .collect();
-    let mut argfiles = 0;
+    let mut argfiles = 0usize;
     let mut expand_argfiles = true;
     while let Some(arg) = queue.pop_front() {
         if expand_argfiles && arg.len() > 1 && arg.starts_with('@') && !arg.starts_with("@@") {
-            argfiles += 1;
+            argfiles = argfiles.saturating_add(1);
             if argfiles <= MAX_ARGFILES {
-                let tokens = absolute(process, &arg[1..])
+                let tokens = absolute(process, arg.get(1..).unwrap_or_default())
                     .and_then(|p| {
                         root.read_string_bounded(&p, MAX_ARGFILE)
                             .map_err(
@@ -1108,15 +1115,9 @@ mod tests {
             .filter(|p| p.join("release").is_file() && !p.is_symlink())
             .collect();
         if homes.is_empty() {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "no JDK under /usr/lib/jvm in CI"
+            panic!(
+                "no JDK under /usr/lib/jvm in CI (bash scripts/install-test-deps.sh installs it)"
             );
-            testkit::announce_skip(format_args!(
-                "no JDK with a release file under /usr/lib/jvm"
-            ));
-            return;
         }
         for home in homes {
             let text = std::fs::read_to_string(home.join("release")).unwrap();

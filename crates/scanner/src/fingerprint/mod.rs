@@ -3,6 +3,31 @@
 //! Runs inside the sandbox (container mount namespace, no privileges). Each runtime or
 //! framework has its own module; each module's `detect` looks at one process and the files it
 //! can reach through a [`Root`], with every read bounded.
+//!
+//! [`DETECTORS`] is the one registry: each runtime's module declares how it recognises its
+//! process ([`Recognise`]) and how it fingerprints it, and both process selection
+//! ([`crate::select`]) and [`detect_process`] ask the registry, so they cannot disagree.
+//! Adding a runtime is its module plus one line in [`DETECTORS`].
+
+// Container-controlled bytes are parsed below: no panics, no unchecked indexing or
+// arithmetic outside tests.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 pub mod elf;
 pub mod frameworks;
@@ -38,24 +63,57 @@ pub struct Detection {
 /// Most candidates tried for a kind before giving up (each may read binaries).
 pub const MAX_CANDIDATES_TRIED: usize = 8;
 
-/// Fingerprint one process: the first detector that recognises it wins.
-///
-/// Binary evidence comes first for native executables (a Go program named `node` is Go),
-/// then the interpreters and the JVM, which are recognised by name and confirmed by files.
+/// How a detector recognises its process before any file is read.
+#[derive(Debug, Clone, Copy)]
+pub enum Recognise {
+    /// By its names (`comm`, executable, `argv[0]`), the detector's own rule: selection ranks
+    /// such a process above unknown ones.
+    Name(fn(&ProcessFacts) -> bool),
+    /// By the executable's content only (native programs, any name): every process that is
+    /// not a wrapper may be one.
+    Executable,
+}
+
+/// One runtime detector of the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Detector {
+    /// The contract's `runtimeKind` it reports.
+    pub kind: &'static str,
+    pub recognise: Recognise,
+    /// Fingerprint a process (it checks `recognise` itself, so it can be called alone).
+    pub detect: fn(&Root, &ProcessFacts) -> Option<Detection>,
+}
+
+impl Detector {
+    /// The process is this detector's by name (never true for [`Recognise::Executable`]).
+    pub fn recognises_by_name(&self, process: &ProcessFacts) -> bool {
+        match self.recognise {
+            Recognise::Name(rule) => rule(process),
+            Recognise::Executable => false,
+        }
+    }
+}
+
+/// Every runtime detector, in the order they are tried: the first that recognises a process
+/// wins. The JVM comes first (its launcher may be any ELF); then binary evidence for native
+/// programs (a Go program named `node` is Go), then the interpreters, recognised by name and
+/// confirmed by files; GraalVM native images last.
+pub const DETECTORS: &[Detector] = &[
+    java::DETECTOR,
+    go::DETECTOR,
+    node::DETECTOR,
+    python::DETECTOR,
+    graalvm::DETECTOR,
+];
+
+/// Some detector recognises the process by name (selection's "runtime" class).
+pub fn recognised_by_name(process: &ProcessFacts) -> bool {
+    DETECTORS.iter().any(|d| d.recognises_by_name(process))
+}
+
+/// Fingerprint one process: the first detector of [`DETECTORS`] that recognises it wins.
 pub fn detect_process(root: &Root, process: &ProcessFacts) -> Option<Detection> {
-    if let Some(d) = java::detect(root, process) {
-        return Some(d);
-    }
-    if let Some(d) = go::detect(root, process) {
-        return Some(d);
-    }
-    if let Some(d) = node::detect(root, process) {
-        return Some(d);
-    }
-    if let Some(d) = python::detect(root, process) {
-        return Some(d);
-    }
-    graalvm::detect(root, process)
+    DETECTORS.iter().find_map(|d| (d.detect)(root, process))
 }
 
 /// Fingerprint a container: OS from its root, kind and frameworks from the first candidate
