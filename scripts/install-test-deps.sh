@@ -10,6 +10,10 @@
 #                              build the workloads the fingerprint tests run
 #   util-linux, mount, procps  unshare/setpriv/mount/kill for namespace tests
 #   gcc, libc6-dev             static ELF test programs (GraalVM-style native executables)
+# and from crates.io (cargo install, skipped when present):
+#   cargo-machete              the unused-dependency gate of scripts/test.sh
+#   cargo-fuzz                 the bounded fuzz run (scripts/fuzz.sh; the nightly toolchain
+#                              comes with the machine's rustup)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -84,7 +88,17 @@ else
     log "cached: $BUSYBOX_DEB ($(dpkg-deb -f "$BUSYBOX_DEB" Version))"
 fi
 
-for c in containerd runc ctr java go node python3 zip nsenter; do
+for tool in cargo-machete:0.9.2 cargo-fuzz:0.13.2; do
+    name=${tool%%:*}
+    if command -v "$name" >/dev/null; then
+        log "already installed: $name"
+    else
+        log "cargo install $name ${tool##*:}"
+        cargo install --locked --quiet "$name" --version "${tool##*:}"
+    fi
+done
+
+for c in containerd runc ctr java go node python3 zip nsenter cargo-machete cargo-fuzz; do
     command -v "$c" >/dev/null || die "$c not on PATH after installation"
 done
 log "ready: containerd $(containerd --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1 {print $3}'), $(go version | awk '{print $3}'), node $(node --version)"

@@ -1,8 +1,8 @@
 //! Scanner benchmark against a real containerd: per-container cost and the cost of scanning
 //! a requested subset versus the whole node (PRD-0001). Needs root + containerd + a JDK + Go.
 //!
-//!     cargo bench -p extractor --bench scan            # 200 containers, 10 requested
-//!     BENCH_CONTAINERS=50 cargo bench -p extractor --bench scan
+//!     cargo bench -p scanner --bench scan            # 200 containers, 10 requested
+//!     BENCH_CONTAINERS=50 cargo bench -p scanner --bench scan
 //!
 //! Prints a Markdown table (medians of several rounds, measured in one run) for
 //! docs/benchmarks.md.

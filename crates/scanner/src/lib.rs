@@ -12,12 +12,14 @@
 //! - [`fingerprint`]: OS, runtime kinds and frameworks, from files only;
 //! - [`scan`]: orchestration (containers → candidates → sandboxes → results);
 //! - [`daemon`]: the scanner daemon on its unix socket (protocol: the `scanner_proto` crate);
-//! - [`cli`]: the `runtime-extractor` command line (`scan`, `scanner`).
+//! - [`cli`]: the `runtime-extractor` command line (`scan`, `scanner`);
+//! - [`fuzzing`]: the parsers' fuzzing entry points (`fuzz/`, replayed by `tests/fuzz_corpus.rs`).
 
 pub mod cli;
 pub mod daemon;
 pub mod discovery;
 pub mod fingerprint;
+pub mod fuzzing;
 pub mod process;
 pub mod sandbox;
 pub mod scan;

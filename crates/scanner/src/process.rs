@@ -92,6 +92,42 @@ pub enum ProcessError {
     Malformed { pid: u32, file: &'static str },
 }
 
+/// The files of `/proc/<pid>/` that [`Procfs::facts`] reads, as read (bounded), before
+/// parsing: all of it is written or chosen by the process.
+#[derive(Debug, Clone, Default)]
+pub struct ProcFiles {
+    pub stat: Vec<u8>,
+    pub status: Vec<u8>,
+    pub comm: Vec<u8>,
+    pub cmdline: Vec<u8>,
+    pub environ: Option<Vec<u8>>,
+}
+
+impl ProcFiles {
+    /// The facts these files give (`exe` and `cwd` are links, read separately).
+    pub fn parse(&self, pid: u32) -> Result<ProcessFacts, ProcessError> {
+        let stat = parse_stat(&String::from_utf8_lossy(&self.stat))
+            .ok_or(ProcessError::Malformed { pid, file: "stat" })?;
+        let (uid, gid) =
+            parse_ids(&String::from_utf8_lossy(&self.status)).ok_or(ProcessError::Malformed {
+                pid,
+                file: "status",
+            })?;
+        Ok(ProcessFacts {
+            pid,
+            ppid: stat.ppid,
+            comm: lossy(self.comm.trim_ascii_end()),
+            argv: split_nul(&self.cmdline, MAX_ARGS).map(lossy).collect(),
+            env: self.environ.as_deref().map(filter_env).unwrap_or_default(),
+            exe: None,
+            cwd: None,
+            uid,
+            gid,
+            start_time: stat.start_time,
+        })
+    }
+}
+
 /// Where procfs is mounted (tests may point elsewhere; production uses `/proc`).
 #[derive(Debug, Clone)]
 pub struct Procfs {
@@ -171,24 +207,15 @@ impl Procfs {
 
     /// Read everything the fingerprints need about `pid`.
     pub fn facts(&self, pid: u32) -> Result<ProcessFacts, ProcessError> {
-        let stat_bytes = self.read(pid, "stat", MAX_SMALL_FILE)?;
-        let stat = parse_stat(&String::from_utf8_lossy(&stat_bytes))
-            .ok_or(ProcessError::Malformed { pid, file: "stat" })?;
-        let status = self.read(pid, "status", MAX_SMALL_FILE)?;
-        let (uid, gid) =
-            parse_ids(&String::from_utf8_lossy(&status)).ok_or(ProcessError::Malformed {
-                pid,
-                file: "status",
-            })?;
-        let comm = lossy(self.read(pid, "comm", 64)?.trim_ascii_end());
-        let argv = split_nul(&self.read(pid, "cmdline", MAX_CMDLINE)?, MAX_ARGS)
-            .map(lossy)
-            .collect();
-        // environ needs ptrace-read access; without it we simply know less.
-        let env = self
-            .read(pid, "environ", MAX_ENVIRON)
-            .map(|bytes| filter_env(&bytes))
-            .unwrap_or_default();
+        let files = ProcFiles {
+            stat: self.read(pid, "stat", MAX_SMALL_FILE)?,
+            status: self.read(pid, "status", MAX_SMALL_FILE)?,
+            comm: self.read(pid, "comm", 64)?,
+            cmdline: self.read(pid, "cmdline", MAX_CMDLINE)?,
+            // environ needs ptrace-read access; without it we simply know less.
+            environ: self.read(pid, "environ", MAX_ENVIRON).ok(),
+        };
+        let facts = files.parse(pid)?;
         let link = |name: &str| {
             std::fs::read_link(self.path(pid, name))
                 .ok()
@@ -197,16 +224,9 @@ impl Procfs {
                 .map(|s| s.trim_end_matches(" (deleted)").to_owned())
         };
         Ok(ProcessFacts {
-            pid,
-            ppid: stat.ppid,
-            comm,
-            argv,
-            env,
             exe: link("exe"),
             cwd: link("cwd"),
-            uid,
-            gid,
-            start_time: stat.start_time,
+            ..facts
         })
     }
 

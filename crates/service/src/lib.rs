@@ -236,7 +236,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         scanner = %args.scanner_socket.display(),
         auth = ?args.auth,
         tls_min = ?policy.min_version,
-        "runtime-extractor serve listening"
+        "runtime-extractor-serve listening"
     );
     Ok(RunningServer {
         api_addr,

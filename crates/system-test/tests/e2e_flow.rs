@@ -1,7 +1,7 @@
 //! The flow on real nodes, through the real binaries (issue 5, "The flow, on that node"):
 //!
 //! - each node is a real containerd ([`CriSandbox`]) with `runtime-extractor scanner` (root,
-//!   socket mode 660 owned by the serve group) and `runtime-extractor serve` running as the
+//!   socket mode 660 owned by the serve group) and `runtime-extractor-serve` running as the
 //!   unprivileged uid/gid 65532 (no capabilities), TLS from a test CA, `--auth kubernetes`
 //!   against testkit's API server (TokenReview, and a SubjectAccessReview for the caller);
 //! - the API server holds pods mirroring the CRI pods (names, namespaces, `containerd://` IDs,

@@ -2,13 +2,13 @@
 //! container) against POST (10 of them) on a containerd node of N = 20, 50 and 100 containers.
 //! Ignored by default; run it with `bench/node.sh` (release build):
 //!
-//! `cargo test --release -p extractor --test node_bench -- --ignored --nocapture`
+//! `cargo test --release -p system-test --test node_bench -- --ignored --nocapture`
 //!
 //! The node is testkit's CRI sandbox (a real containerd) running, per 10 containers, 5 busybox
 //! `sleep` sidecars, 2 Node.js (the machine's `/usr/bin/node`), 2 Python (Debian's
 //! `/usr/bin/python3.11` with `/usr/lib/python3.11`) and 1 JVM (Debian's OpenJDK 17 running a
 //! Spring Boot-style jar, 16 MiB heap); runtimes are bind-mounted read-only with the host's
-//! libraries. `runtime-extractor scanner` and `runtime-extractor serve` run as real processes;
+//! libraries. `runtime-extractor scanner` and `runtime-extractor-serve` run as real processes;
 //! every request is HTTPS on a new connection (TLS handshake included, as the gatherer makes
 //! one connection per node), with a bearer token (`--auth token-file`).
 //!
@@ -197,7 +197,7 @@ fn expected_answer(containers: &[&Started], exp: &Expectations, hashed: bool) ->
     doc
 }
 
-/// A `runtime-extractor serve` process; killed on drop.
+/// A `runtime-extractor-serve` process; killed on drop.
 struct Serve {
     process: TestProcess,
     api: SocketAddr,

@@ -1,7 +1,7 @@
-//! Benchmark of `runtime-extractor serve` against the real scanner and a real containerd.
+//! Benchmark of `runtime-extractor-serve` against the real scanner and a real containerd.
 //! Ignored by default; run it with `bench/serve.sh` (release build):
 //!
-//! `cargo test --release -p extractor --test serve_bench -- --ignored --nocapture`
+//! `cargo test --release -p system-test --test serve_bench -- --ignored --nocapture`
 //!
 //! Figures (medians over keep-alive HTTPS connections, TLS handshake excluded):
 //! - the direct scanner calls serve makes (`listOnly`, and a scan of one container);

@@ -1,5 +1,5 @@
 //! The whole system on one machine: two "nodes" (two real containerd instances), each with a
-//! real `runtime-extractor scanner` and `runtime-extractor serve` (TLS, TokenReview against the
+//! real `runtime-extractor scanner` and `runtime-extractor-serve` (TLS, TokenReview against the
 //! test API server) on its own loopback address posing as the extractor pod IP, and the
 //! workload gatherer listing pods from the test API server and asking each node for only the
 //! containers it needs. Needs root + containerd; skips loudly otherwise, fails under CI=true.

@@ -351,7 +351,7 @@ impl CriClient {
     }
 }
 
-struct Identity {
+pub(crate) struct Identity {
     namespace: String,
     pod: String,
     name: String,
@@ -359,7 +359,7 @@ struct Identity {
 
 /// Namespace, pod and container name from the labels the kubelet sets; `None` (logged) for
 /// containers not created by a kubelet.
-fn kubernetes_identity(c: &cri_api::Container) -> Option<Identity> {
+pub(crate) fn kubernetes_identity(c: &cri_api::Container) -> Option<Identity> {
     let label = |key: &str| c.labels.get(key).filter(|v| !v.is_empty()).cloned();
     match (
         label(LABEL_NAMESPACE),

@@ -100,7 +100,7 @@ fn data_start(elf: &ElfBinary) -> Result<Option<Vec<u8>>, ElfError> {
 }
 
 /// The blob at the first 16-byte-aligned occurrence of the magic, with a full header.
-fn find_blob(data: &[u8]) -> Option<&[u8]> {
+pub(crate) fn find_blob(data: &[u8]) -> Option<&[u8]> {
     let mut from = 0usize;
     while let Some(found) = memchr::memmem::find(data.get(from..)?, MAGIC) {
         let at = from.checked_add(found)?;
@@ -114,7 +114,7 @@ fn find_blob(data: &[u8]) -> Option<&[u8]> {
 }
 
 /// A string prefixed by its length as an unsigned LEB128 varint (Go's `binary.Uvarint`).
-fn decode_varint_string(data: &[u8]) -> Option<&[u8]> {
+pub(crate) fn decode_varint_string(data: &[u8]) -> Option<&[u8]> {
     let mut len: u64 = 0;
     for (i, byte) in data.iter().take(10).enumerate() {
         // i < 10, so the shift is at most 63 and the index + 1 cannot overflow.

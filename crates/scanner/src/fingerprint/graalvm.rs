@@ -68,13 +68,13 @@ pub fn detect(root: &Root, process: &ProcessFacts) -> Option<Detection> {
 
 /// What the strings of a native image tell.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct NativeImage {
+pub(crate) struct NativeImage {
     /// `Some(None)`: Quarkus, version unknown.
     quarkus: Option<Option<String>>,
     graalvm_version: Option<String>,
 }
 
-fn native_image_facts(elf: &ElfBinary) -> Result<NativeImage, ElfError> {
+pub(crate) fn native_image_facts(elf: &ElfBinary) -> Result<NativeImage, ElfError> {
     let ranges = elf.section_ranges(DATA_SECTIONS);
     let mut facts = NativeImage::default();
     let mut quarkus_version = None;

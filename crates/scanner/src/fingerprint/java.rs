@@ -104,12 +104,12 @@ fn env<'a>(process: &'a ProcessFacts, key: &str) -> Option<&'a str> {
 // ---- JDK release file -----------------------------------------------------------------------
 
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Release {
+pub(crate) struct Release {
     version: String,
     implementor: String,
 }
 
-fn parse_release(text: &str) -> Release {
+pub(crate) fn parse_release(text: &str) -> Release {
     let mut release = Release::default();
     for line in text.lines() {
         let line = line.trim();
@@ -267,7 +267,7 @@ fn parse_launch(root: &Root, process: &ProcessFacts) -> Launch {
 
 /// JDK `@argfile` syntax: whitespace-separated, `"…"`/`'…'` quoting with backslash escapes
 /// inside quotes, `#` starts a comment line.
-fn tokenize_argfile(text: &str) -> Vec<String> {
+pub(crate) fn tokenize_argfile(text: &str) -> Vec<String> {
     let mut tokens = Vec::new();
     let mut current = String::new();
     let mut in_token = false;

@@ -92,7 +92,7 @@ fn version(root: &Root, process: &ProcessFacts) -> Option<String> {
 }
 
 /// `#define NODE_MAJOR_VERSION 22` and its MINOR and PATCH siblings.
-fn version_from_header(text: &str) -> Option<String> {
+pub(crate) fn version_from_header(text: &str) -> Option<String> {
     let define = |name: &str| -> Option<u32> {
         text.lines().find_map(|line| {
             let mut words = line.split_whitespace();
@@ -108,7 +108,7 @@ fn version_from_header(text: &str) -> Option<String> {
     ))
 }
 
-fn version_from_binary(elf: &ElfBinary) -> Result<Option<String>, ElfError> {
+pub(crate) fn version_from_binary(elf: &ElfBinary) -> Result<Option<String>, ElfError> {
     let mut ranges = elf.section_ranges(&[".rodata"]);
     if ranges.is_empty() {
         ranges.push(0..elf.len());

@@ -29,7 +29,7 @@ pub fn detect(root: &Root) -> Option<OsRelease> {
     None
 }
 
-fn parse(text: &str) -> OsRelease {
+pub(crate) fn parse(text: &str) -> OsRelease {
     let mut os = OsRelease::default();
     for (key, value) in properties(text) {
         match key {

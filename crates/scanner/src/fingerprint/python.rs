@@ -123,7 +123,7 @@ fn version(root: &Root, process: &ProcessFacts, hint: Option<(u32, u32)>) -> Opt
 }
 
 /// `Py_Version` (3.11+): `0xMMmmppLS`, level `A`/`B`/`C`/`F` for alpha, beta, rc, final.
-fn py_version_symbol(elf: &ElfBinary) -> Option<String> {
+pub(crate) fn py_version_symbol(elf: &ElfBinary) -> Option<String> {
     let (addr, size) = match elf.dynamic_symbol("Py_Version") {
         Ok(found) => found?,
         Err(e) => {
@@ -163,7 +163,10 @@ fn lib_dir_hint(root: &Root, exe: &str) -> Option<(u32, u32)> {
 /// `X.Y.Z` (with a pre-release suffix such as `rc1` or `+`) for the given major.minor in
 /// `.rodata` (the whole file when there are no section headers): first a NUL-delimited one,
 /// else one after `/` or `-` (tail-merged strings).
-fn version_string(elf: &ElfBinary, (major, minor): (u32, u32)) -> Result<Option<String>, ElfError> {
+pub(crate) fn version_string(
+    elf: &ElfBinary,
+    (major, minor): (u32, u32),
+) -> Result<Option<String>, ElfError> {
     let mut ranges = elf.section_ranges(&[".rodata"]);
     if ranges.is_empty() {
         ranges.push(0..elf.len());
