@@ -20,11 +20,10 @@ const MAX_ENTRY_BYTES: u64 = 512 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("archive {path}: entry {entry} is larger than {max} bytes")]
     EntryTooLarge {
@@ -57,7 +56,7 @@ impl OutputTarget {
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
     move |source| ArchiveError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 

@@ -35,23 +35,21 @@ const MAX_CA_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractorError {
-    #[error("cannot list the extractor pods in {scope} with selector {selector:?}: {source}")]
+    #[error("cannot list the extractor pods in {scope} with selector {selector:?}: {cause}")]
     Discovery {
         scope: String,
         selector: String,
-        #[source]
-        source: kube::Error,
+        cause: kube::Error,
     },
     #[error("the extractor pod list is not a valid PodList: {0}")]
-    DiscoveryParse(#[source] serde_json::Error),
+    DiscoveryParse(serde_json::Error),
     #[error("cannot build the extractor pod list request: {0}")]
-    Request(#[source] kube::core::request::Error),
-    #[error("cannot read {what} {path}: {source}")]
+    Request(kube::core::request::Error),
+    #[error("cannot read {what} {path}: {cause}")]
     ReadFile {
         what: &'static str,
         path: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{what} {path} is larger than {max} bytes")]
     FileTooLarge {
@@ -167,7 +165,7 @@ pub async fn discover(
                 .map_err(|source| ExtractorError::Discovery {
                     scope: filter.scope(),
                     selector: filter.selector_text.clone(),
-                    source,
+                    cause: source,
                 })?;
         let meta = parse_pod_list(&text, &mut |pod: Pod| found.extend(running_extractor(&pod)))
             .map_err(ExtractorError::DiscoveryParse)?;
@@ -221,7 +219,7 @@ fn read_bounded(what: &'static str, path: &Path, max: u64) -> Result<Vec<u8>, Ex
     let io = |source| ExtractorError::ReadFile {
         what,
         path: display.clone(),
-        source,
+        cause: source,
     };
     let mut buf = Vec::new();
     std::fs::File::open(path)

@@ -19,33 +19,23 @@ pub const MAX_PODS_FILE_BYTES: u64 = 4 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodsError {
-    #[error("cannot list pods (page {page}): {source}")]
-    Api {
-        page: u32,
-        #[source]
-        source: kube::Error,
-    },
+    #[error("cannot list pods (page {page}): {cause}")]
+    Api { page: u32, cause: kube::Error },
     #[error("cannot build the pod list request: {0}")]
-    Request(#[source] kube::core::request::Error),
-    #[error("page {page} of the pod list is not a valid PodList: {source}")]
-    Parse {
-        page: u32,
-        #[source]
-        source: serde_json::Error,
-    },
+    Request(kube::core::request::Error),
+    #[error("page {page} of the pod list is not a valid PodList: {cause}")]
+    Parse { page: u32, cause: serde_json::Error },
     #[error("the pod listing was restarted {0} times because its continue token kept expiring (410 Gone); giving up")]
     TooManyRestarts(u32),
-    #[error("cannot read pods file {path}: {source}")]
+    #[error("cannot read pods file {path}: {cause}")]
     FileIo {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("pods file {path} is not a valid PodList (as `kubectl get pods -A -o json` writes): {source}")]
+    #[error("pods file {path} is not a valid PodList (as `kubectl get pods -A -o json` writes): {cause}")]
     FileParse {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("pods file {path} is larger than {max} bytes")]
     FileTooLarge { path: PathBuf, max: u64 },
@@ -118,14 +108,14 @@ pub async fn list_from_api(
             Err(source) => {
                 return Err(PodsError::Api {
                     page: pages + 1,
-                    source,
+                    cause: source,
                 })
             }
         };
         pages += 1;
         let meta = parse_pod_list(&text, &mut builder).map_err(|source| PodsError::Parse {
             page: pages,
-            source,
+            cause: source,
         })?;
         drop(text);
         tracing::info!(
@@ -177,7 +167,7 @@ pub fn list_from_file<E: PodSink>(
     let start = Instant::now();
     let io_err = |source| PodsError::FileIo {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     let file = File::open(path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
@@ -199,7 +189,7 @@ pub fn list_from_file<E: PodSink>(
     )
     .map_err(|source| PodsError::FileParse {
         path: path.to_owned(),
-        source,
+        cause: source,
     })?;
     tracing::info!(
         "pods: read {} pods from {}, {} counted",

@@ -82,11 +82,11 @@ pub struct ProcessFacts {
 pub enum ProcessError {
     #[error("process {0} does not exist (it may have exited)")]
     Gone(u32),
-    #[error("cannot read /proc/{pid}/{file}: {source}")]
+    #[error("cannot read /proc/{pid}/{file}: {cause}")]
     Io {
         pid: u32,
         file: &'static str,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("malformed /proc/{pid}/{file}")]
     Malformed { pid: u32, file: &'static str },
@@ -192,7 +192,11 @@ impl Procfs {
             if source.kind() == io::ErrorKind::NotFound {
                 ProcessError::Gone(pid)
             } else {
-                ProcessError::Io { pid, file, source }
+                ProcessError::Io {
+                    pid,
+                    file,
+                    cause: source,
+                }
             }
         })
     }

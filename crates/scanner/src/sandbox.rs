@@ -133,10 +133,11 @@ impl Default for SandboxConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("cannot start the sandbox helper {path}: {source}")]
-    Spawn { path: String, source: io::Error },
+    #[error("cannot start the sandbox helper {path}: {cause}")]
+    Spawn { path: String, cause: io::Error },
+    // Causes are part of each message and not a `source()`: printed once.
     #[error("i/o error talking to the sandbox: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("analysis timed out after {0:?}")]
     Timeout(Duration),
     #[error("sandbox answer exceeds {0} bytes")]
@@ -145,6 +146,12 @@ pub enum SandboxError {
     Failed { status: String, message: String },
     #[error("invalid sandbox answer: {0}")]
     Invalid(String),
+}
+
+impl From<io::Error> for SandboxError {
+    fn from(e: io::Error) -> Self {
+        SandboxError::Io(e)
+    }
 }
 
 /// Analyse one container in a sandbox. Never panics; every failure is an error for this
@@ -166,7 +173,7 @@ pub async fn run(config: &SandboxConfig, job: &SandboxJob) -> Result<SandboxRepo
         .process_group(0);
     let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
         path: config.helper.display().to_string(),
-        source,
+        cause: source,
     })?;
     let pgid = child.id();
     let (Some(mut stdin), Some(stdout), Some(stderr)) =

@@ -56,9 +56,9 @@ pub struct Target {
 /// Errors for one container.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("{0}")]
+    #[error(transparent)]
     Process(#[from] crate::process::ProcessError),
-    #[error("{0}")]
+    #[error(transparent)]
     Sandbox(#[from] sandbox::SandboxError),
     #[error("internal error: {0}")]
     Join(String),

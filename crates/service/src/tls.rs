@@ -27,10 +27,10 @@ const MAX_PEM_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path} is larger than {MAX_PEM_BYTES} bytes")]
     TooLarge { path: PathBuf },
@@ -53,7 +53,14 @@ pub enum TlsError {
     #[error("none of the cipher suites in --tls-cipher-suites is supported for TLS 1.2 (supported: {0})")]
     NoUsableCipher(String),
     #[error("building the TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
+}
+
+// The cause is part of the message and not a `source()`: printed once.
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> Self {
+        TlsError::Rustls(e)
+    }
 }
 
 /// Minimum protocol version, as the OpenShift TLS profile names it.
@@ -240,7 +247,7 @@ impl fmt::Debug for ReloadingCert {
 fn read_bounded(path: &Path) -> Result<Vec<u8>, TlsError> {
     let read_err = |source| TlsError::Read {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     let file = std::fs::File::open(path).map_err(read_err)?;
     let mut buf = Vec::new();

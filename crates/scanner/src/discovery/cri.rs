@@ -106,7 +106,7 @@ impl CriClient {
             .await
             .map_err(|source| DiscoveryError::Connect {
                 socket: socket.to_owned(),
-                source,
+                cause: source,
             })?;
         let version = client
             .version(VersionRequest {
@@ -116,7 +116,7 @@ impl CriClient {
             .map_err(|source| DiscoveryError::Rpc {
                 call: "Version",
                 socket: socket.to_owned(),
-                source: Box::new(source),
+                cause: Box::new(source),
             })?;
         if version.runtime_name.is_empty() {
             return Err(DiscoveryError::NoRuntimeName(socket.to_owned()));
@@ -346,7 +346,7 @@ impl CriClient {
         DiscoveryError::Rpc {
             call,
             socket: self.socket.clone(),
-            source: Box::new(source),
+            cause: Box::new(source),
         }
     }
 }

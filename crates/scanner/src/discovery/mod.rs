@@ -43,18 +43,16 @@ pub enum DiscoveryError {
     BadEndpoint(String),
     #[error("CRI socket path {} is not valid UTF-8", .0.display())]
     NonUtf8Socket(PathBuf),
-    #[error("cannot connect to the CRI runtime at {}: {}", socket.display(), error_chain(source))]
+    #[error("cannot connect to the CRI runtime at {}: {}", socket.display(), error_chain(cause))]
     Connect {
         socket: PathBuf,
-        #[source]
-        source: tonic::transport::Error,
+        cause: tonic::transport::Error,
     },
-    #[error("CRI {call} on {} failed: {} ({:?})", socket.display(), source.message(), source.code())]
+    #[error("CRI {call} on {} failed: {} ({:?})", socket.display(), cause.message(), cause.code())]
     Rpc {
         call: &'static str,
         socket: PathBuf,
-        #[source]
-        source: Box<tonic::Status>,
+        cause: Box<tonic::Status>,
     },
     #[error("the CRI runtime at {} reported no runtime name", .0.display())]
     NoRuntimeName(PathBuf),

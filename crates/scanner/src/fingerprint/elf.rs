@@ -58,22 +58,14 @@ const DT_RUNPATH: u64 = 29;
 /// Why an executable could not be inspected. Callers usually just log it at debug level.
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
-    #[error("cannot open {path}: {source}")]
-    Open {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot open {path}: {cause}")]
+    Open { path: String, cause: io::Error },
     #[error("{path} is not an ELF file")]
     NotElf { path: String },
     #[error("malformed ELF file {path}: {reason}")]
     Malformed { path: String, reason: String },
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: io::Error },
     #[error("{what} of {path} is {size} bytes, more than the {max} allowed")]
     TooLarge {
         path: String,
@@ -181,7 +173,7 @@ impl ElfBinary {
     pub fn open(root: &Root, path: &str) -> Result<ElfBinary, ElfError> {
         let file = root.open_file(path).map_err(|source| ElfError::Open {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         Self::from_file(file, path)
     }
@@ -191,7 +183,7 @@ impl ElfBinary {
             .metadata()
             .map_err(|source| ElfError::Read {
                 path: path.to_owned(),
-                source,
+                cause: source,
             })?
             .len();
         let mut ident = [0u8; 16];
@@ -338,7 +330,7 @@ impl ElfBinary {
             .read_exact_at(&mut buf, range.start)
             .map_err(|source| ElfError::Read {
                 path: self.path.clone(),
-                source,
+                cause: source,
             })?;
         Ok(buf)
     }
@@ -589,7 +581,7 @@ impl ElfBinary {
                         .read_exact_at(dst, start.saturating_add(filled as u64))
                         .map_err(|source| ElfError::Read {
                             path: self.path.clone(),
-                            source,
+                            cause: source,
                         })?;
                     filled = filled.saturating_add(want);
                     budget = budget.saturating_sub(want as u64);
@@ -1202,6 +1194,27 @@ mod tests {
         assert_eq!(executable_paths(&p), vec!["/opt/bin/app"]);
         p.argv = vec![];
         assert!(executable_paths(&p).is_empty());
+    }
+
+    /// An error's cause is in its message once: not repeated by a `source()` chain
+    /// (`{:#}` is how the binaries print errors).
+    #[test]
+    fn causes_are_printed_once() {
+        let e = anyhow::Error::new(ElfError::Open {
+            path: "/bin/app".into(),
+            cause: io::Error::new(io::ErrorKind::NotFound, "no such file"),
+        })
+        .context("analysing container x");
+        let text = format!("{e:#}");
+        assert_eq!(
+            text,
+            "analysing container x: cannot open /bin/app: no such file"
+        );
+        let jar = anyhow::Error::new(crate::fingerprint::jar::JarError::Io {
+            jar: "/a.jar".into(),
+            cause: io::Error::other("boom"),
+        });
+        assert_eq!(format!("{jar:#}").matches("boom").count(), 1);
     }
 
     #[test]

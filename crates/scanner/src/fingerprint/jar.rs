@@ -44,8 +44,8 @@ const METHOD_DEFLATED: u16 = 8;
 /// Why a jar could not be read. `jar` names the file (`outer.jar!/BOOT-INF/lib/x.jar` for nested ones).
 #[derive(Debug, thiserror::Error)]
 pub enum JarError {
-    #[error("{jar}: {source}")]
-    Io { jar: String, source: io::Error },
+    #[error("{jar}: {cause}")]
+    Io { jar: String, cause: io::Error },
     #[error("{jar}: not a zip file (no end of central directory record)")]
     NotZip { jar: String },
     #[error("{jar}: corrupt zip: {what}")]
@@ -148,7 +148,7 @@ impl Jar {
     pub fn open(root: &Root, path: &str) -> Result<Jar, JarError> {
         let file = root.open_file(path).map_err(|source| JarError::Io {
             jar: path.to_owned(),
-            source,
+            cause: source,
         })?;
         Jar::from_source(Source::File(file), path.to_owned())
     }
@@ -161,7 +161,7 @@ impl Jar {
     fn from_source(src: Source, label: String) -> Result<Jar, JarError> {
         let len = src.len().map_err(|source| JarError::Io {
             jar: label.clone(),
-            source,
+            cause: source,
         })?;
         let mut jar = Jar {
             src,
@@ -196,7 +196,7 @@ impl Jar {
     fn io(&self, source: io::Error) -> JarError {
         JarError::Io {
             jar: self.label.clone(),
-            source,
+            cause: source,
         }
     }
 
