@@ -46,6 +46,20 @@ fn serve_args(extra: &[&str]) -> ServeArgs {
     ServeArgs::try_parse_from(argv).unwrap()
 }
 
+/// [`serve_args`] with a serving certificate and a scanner socket, then `extra`.
+fn serve_with(crt: &Path, key: &Path, socket: &Path, extra: &[&str]) -> ServeArgs {
+    let mut argv = vec![
+        "--tls-cert",
+        crt.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--scanner-socket",
+        socket.to_str().unwrap(),
+    ];
+    argv.extend_from_slice(extra);
+    serve_args(&argv)
+}
+
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -860,18 +874,17 @@ async fn kubernetes_auth_token_review_and_subject_access_review() {
     let ca = TestCa::new("serve-test-ca");
     let (crt, key, _) = write_serving_cert(&ca, &dir.path().join("tls"));
     let served = Served::start(
-        serve_args(&[
-            "--tls-cert",
-            crt.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--scanner-socket",
-            scanner.socket.to_str().unwrap(),
-            "--auth",
-            "kubernetes",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-        ]),
+        serve_with(
+            &crt,
+            &key,
+            &scanner.socket,
+            &[
+                "--auth",
+                "kubernetes",
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+            ],
+        ),
         &ca,
     )
     .await;
@@ -1279,19 +1292,18 @@ async fn deadline_504_and_cancellation_with_fault_scanner() {
     let ca = TestCa::new("ca");
     let (crt, key, _) = write_serving_cert(&ca, &dir.path().join("tls"));
     let common = |timeout: &'static str| {
-        serve_args(&[
-            "--tls-cert",
-            crt.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--scanner-socket",
-            fault.socket.to_str().unwrap(),
-            "--auth",
-            "none",
-            "--insecure-allow-unauthenticated",
-            "--request-timeout",
-            timeout,
-        ])
+        serve_with(
+            &crt,
+            &key,
+            &fault.socket,
+            &[
+                "--auth",
+                "none",
+                "--insecure-allow-unauthenticated",
+                "--request-timeout",
+                timeout,
+            ],
+        )
     };
     let id1 = fake_container(1).container_id;
     let id2 = fake_container(2).container_id;
@@ -1406,19 +1418,18 @@ async fn graceful_shutdown_finishes_or_cancels_within_the_bound() {
     // Scans take 1 s: the in-flight request finishes during a 5 s grace period.
     let slow = FaultScanner::start(&sub, vec![fake_container(1)], Some(Duration::from_secs(1)));
     let args = |sock: &Path, grace: &str| {
-        serve_args(&[
-            "--tls-cert",
-            crt.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--scanner-socket",
-            sock.to_str().unwrap(),
-            "--auth",
-            "none",
-            "--insecure-allow-unauthenticated",
-            "--shutdown-timeout",
-            grace,
-        ])
+        serve_with(
+            &crt,
+            &key,
+            &sock,
+            &[
+                "--auth",
+                "none",
+                "--insecure-allow-unauthenticated",
+                "--shutdown-timeout",
+                grace,
+            ],
+        )
     };
     let mut served = Served::start(args(&slow.socket, "5s"), &ca).await;
     let addr = served.server().api_addr();
@@ -1520,19 +1531,18 @@ async fn load_200_concurrent_posts_with_the_real_scanner() {
     let ca = TestCa::new("ca");
     let (crt, key, _) = write_serving_cert(&ca, &dir.path().join("tls"));
     let served = Served::start(
-        serve_args(&[
-            "--tls-cert",
-            crt.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--scanner-socket",
-            scanner.socket.to_str().unwrap(),
-            "--auth",
-            "none",
-            "--insecure-allow-unauthenticated",
-            "--max-concurrent-scans",
-            "4",
-        ]),
+        serve_with(
+            &crt,
+            &key,
+            &scanner.socket,
+            &[
+                "--auth",
+                "none",
+                "--insecure-allow-unauthenticated",
+                "--max-concurrent-scans",
+                "4",
+            ],
+        ),
         &ca,
     )
     .await;
@@ -1785,18 +1795,12 @@ async fn open_connections_are_capped() {
     let auth = format!("token-file={}", token.display());
     let socket = dir.path().join("no-scanner.sock");
     let served = Served::start(
-        serve_args(&[
-            "--tls-cert",
-            crt.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--scanner-socket",
-            socket.to_str().unwrap(),
-            "--auth",
-            &auth,
-            "--max-connections",
-            "2",
-        ]),
+        serve_with(
+            &crt,
+            &key,
+            &socket,
+            &["--auth", &auth, "--max-connections", "2"],
+        ),
         &ca,
     )
     .await;
