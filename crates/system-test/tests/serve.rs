@@ -1421,7 +1421,7 @@ async fn graceful_shutdown_finishes_or_cancels_within_the_bound() {
         serve_with(
             &crt,
             &key,
-            &sock,
+            sock,
             &[
                 "--auth",
                 "none",
