@@ -260,7 +260,7 @@ fn scanner_daemon_serves_framed_requests_safely() {
     let one = ask(
         &scanner.socket,
         ScanRequest {
-            container_ids: vec![format!("{}://{}", sb.runtime_name(), node_c.id)],
+            container_ids: vec![sb.kube_id(&node_c.id)],
             list_only: false,
         },
     );
@@ -273,7 +273,7 @@ fn scanner_daemon_serves_framed_requests_safely() {
     let info = one.containers[0].info.as_ref().unwrap();
     assert_eq!(info.kind, "Node.js");
     let node_info = one.node_runtime_info();
-    assert!(node_info["ns1"]["p1"].contains_key(&format!("{}://{}", sb.runtime_name(), node_c.id)));
+    assert!(node_info["ns1"]["p1"].contains_key(&sb.kube_id(&node_c.id)));
 
     let bad = ask(
         &scanner.socket,
@@ -383,7 +383,7 @@ fn hostile_containers_cost_only_themselves() {
         "{:?}",
         started.elapsed()
     );
-    let key = |id: &str| format!("{}://{id}", sb.runtime_name());
+    let key = |id: &str| sb.kube_id(id);
     let bomb = &all["evil"]["evil-0"][key(&evil.container("bomb").unwrap().id)];
     assert_eq!(bomb["kind"], "Java", "{all:#}");
     assert!(bomb.get("runtimes").is_none(), "{bomb}");

@@ -429,12 +429,11 @@ async fn api_contract_with_the_real_scanner() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut scanner = RealScanner::start(&sb, dir.path());
-    let runtime = sb.runtime_name().to_owned();
     let ids: Vec<String> = web
         .containers
         .iter()
         .chain(&db.containers)
-        .map(|c| format!("{runtime}://{}", c.id))
+        .map(|c| sb.kube_id(&c.id))
         .collect();
 
     // What the scanner itself says (clear text), to compare the HTTP answers with.
@@ -854,7 +853,7 @@ async fn kubernetes_auth_token_review_and_subject_access_review() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let scanner = RealScanner::start(&sb, dir.path());
-    let id = format!("{}://{}", sb.runtime_name(), pod.containers[0].id);
+    let id = sb.kube_id(&pod.containers[0].id);
 
     let api = ApiServer::start().await;
     api.add_user(
@@ -1504,22 +1503,7 @@ fn vm_hwm_kib() -> u64 {
 async fn load_200_concurrent_posts_with_the_real_scanner() {
     init_tracing();
     let sb = CriSandbox::start_for("load_200_concurrent_posts_with_the_real_scanner");
-    let runtime = sb.runtime_name().to_owned();
-    let mut ids = Vec::new();
-    for p in 0..10 {
-        let pod = sb
-            .run_pod(
-                &PodSpec::new(&format!("ns-{}", p % 3), &format!("pod-{p}"))
-                    .container(ContainerSpec::new("a", &["/bin/sleep", "3605"]))
-                    .container(ContainerSpec::new("b", &["/bin/sleep", "3606"])),
-            )
-            .unwrap();
-        ids.extend(
-            pod.containers
-                .iter()
-                .map(|c| format!("{runtime}://{}", c.id)),
-        );
-    }
+    let ids = sb.run_sleeper_pods(10, 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let scanner = RealScanner::start(&sb, dir.path());
     let direct = scanner_proto::request(&scanner.socket, &ScanRequest::default())

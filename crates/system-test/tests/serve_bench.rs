@@ -15,7 +15,7 @@ use scanner_proto::{self, ScanRequest};
 use serde_json::json;
 use service::ServeArgs;
 use testkit::bench::median;
-use testkit::cri_sandbox::{ContainerSpec, CriSandbox, PodSpec};
+use testkit::cri_sandbox::CriSandbox;
 use testkit::daemons::ScannerDaemon;
 use testkit::TestCa;
 
@@ -45,23 +45,8 @@ where
 async fn serve_benchmark() {
     testkit::install_crypto_provider();
     let sb = CriSandbox::start_for("serve_benchmark");
-    let runtime = sb.runtime_name().to_owned();
-    let mut ids = Vec::new();
     let t = Instant::now();
-    for p in 0..50 {
-        let pod = sb
-            .run_pod(
-                &PodSpec::new(&format!("ns-{}", p % 5), &format!("pod-{p}"))
-                    .container(ContainerSpec::new("a", &["/bin/sleep", "3700"]))
-                    .container(ContainerSpec::new("b", &["/bin/sleep", "3701"])),
-            )
-            .unwrap();
-        ids.extend(
-            pod.containers
-                .iter()
-                .map(|c| format!("{runtime}://{}", c.id)),
-        );
-    }
+    let ids = sb.run_sleeper_pods(50, 5).unwrap();
     eprintln!("100 containers started in {:?}", t.elapsed());
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("scanner.sock");

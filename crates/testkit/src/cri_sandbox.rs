@@ -546,6 +546,31 @@ disabled_plugins = []
         &self.runtime_name
     }
 
+    /// `<runtime>://<id>`: a container ID as Kubernetes writes it in
+    /// `containerStatuses[].containerID`, and as the extractor keys its answers.
+    pub fn kube_id(&self, id: &str) -> String {
+        format!("{}://{id}", self.runtime_name)
+    }
+
+    /// `pods` pods `pod-<n>` spread over `namespaces` namespaces `ns-<n % namespaces>`, each
+    /// with two busybox `sleep` containers `a` and `b` (the node filler of the load tests and
+    /// benchmarks); their containers' [`kube_id`](Self::kube_id)s, in order.
+    pub fn run_sleeper_pods(&self, pods: usize, namespaces: usize) -> Result<Vec<String>> {
+        let mut ids = Vec::with_capacity(pods * 2);
+        for p in 0..pods {
+            let pod = self.run_pod(
+                &PodSpec::new(
+                    &format!("ns-{}", p % namespaces.max(1)),
+                    &format!("pod-{p}"),
+                )
+                .container(ContainerSpec::new("a", &["/bin/sleep", "3600"]))
+                .container(ContainerSpec::new("b", &["/bin/sleep", "3601"])),
+            )?;
+            ids.extend(pod.containers.iter().map(|c| self.kube_id(&c.id)));
+        }
+        Ok(ids)
+    }
+
     /// The sandbox's directory (containerd state, logs, image build files).
     pub fn dir(&self) -> &Path {
         &self.dir
