@@ -33,6 +33,7 @@ pub mod cri_sandbox;
 pub mod daemons;
 pub mod pods;
 pub mod rootfs;
+pub mod serve;
 pub mod workloads;
 
 pub use apiserver::{ApiServer, RecordedRequest};
