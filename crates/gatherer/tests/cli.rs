@@ -24,6 +24,18 @@ fn command() -> Command {
     c
 }
 
+/// How to reach the test extractors: their CA, the token, their port.
+fn extractor_flags(tls: &Tls, port: u16) -> Vec<std::ffi::OsString> {
+    vec![
+        "--extractor-ca-file".into(),
+        tls.ca_file.clone().into(),
+        "--token-file".into(),
+        tls.token_file.clone().into(),
+        "--extractor-port".into(),
+        port.to_string().into(),
+    ]
+}
+
 async fn run(mut c: Command) -> Output {
     tokio::task::spawn_blocking(move || c.output().unwrap())
         .await
@@ -162,12 +174,7 @@ async fn pods_file_with_reachable_extractors() {
         .arg(&pods_file)
         .arg("--output")
         .arg(&out)
-        .arg("--extractor-ca-file")
-        .arg(&tls.ca_file)
-        .arg("--token-file")
-        .arg(&tls.token_file)
-        .arg("--extractor-port")
-        .arg(ex.port.to_string())
+        .args(extractor_flags(&tls, ex.port))
         .arg("--node-timeout")
         .arg("30s")
         // A kubeconfig pointing nowhere: the file mode must not use it.
@@ -345,12 +352,7 @@ async fn failed_nodes_still_exit_zero() {
         .arg(&kubeconfig)
         .arg("--output")
         .arg(&out)
-        .arg("--extractor-ca-file")
-        .arg(&tls.ca_file)
-        .arg("--token-file")
-        .arg(&tls.token_file)
-        .arg("--extractor-port")
-        .arg(ex.port.to_string())
+        .args(extractor_flags(&tls, ex.port))
         .env("POD_NAMESPACE", EXTRACTOR_NS);
     let o = run(c).await;
     assert!(o.status.success(), "{}", stderr(&o));
