@@ -288,7 +288,21 @@ fn vanished_and_replaced_processes_fail_alone() {
 #[test]
 fn deadline_kills_the_whole_sandbox() {
     require_root("sandbox deadline");
-    let mut sleeper = Command::new("sleep").arg("300").spawn().unwrap();
+    // A Python workload (its interpreter is searched for a version) and a job padded to 3 MiB
+    // (the helper parses it first): work that takes the helper far longer than the 1 ms
+    // deadline, so the deadline, not the helper, ends the analysis. (A `sleep` target made
+    // this a race once the helper binary got small enough to finish within 1 ms.)
+    let mut sleeper = Command::new("python3")
+        .args(["-c", "import time; time.sleep(300)"])
+        .spawn()
+        .unwrap();
+    let mut job = job_for(sleeper.id());
+    let padding = scanner::process::ProcessFacts {
+        comm: "pad".into(),
+        argv: vec!["x".repeat(64 * 1024)],
+        ..Default::default()
+    };
+    job.candidates.extend(std::iter::repeat_n(padding, 48));
     // A helper binary of our own (hard link), so the leftover check sees only this test's.
     let dir = tempfile::tempdir_in(helper().parent().unwrap()).unwrap();
     let own_helper = dir.path().join("deadline-helper");
@@ -297,9 +311,7 @@ fn deadline_kills_the_whole_sandbox() {
     o.sandbox.helper = own_helper.clone();
     o.sandbox.timeout = Duration::from_millis(1);
     let started = Instant::now();
-    let err = rt()
-        .block_on(sandbox::run(&o.sandbox, &job_for(sleeper.id())))
-        .unwrap_err();
+    let err = rt().block_on(sandbox::run(&o.sandbox, &job)).unwrap_err();
     assert!(err.to_string().contains("timed out"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(2));
     std::thread::sleep(Duration::from_millis(200));
