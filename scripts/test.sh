@@ -23,10 +23,13 @@ cargo machete
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 # Ignored tests are benchmarks and the seed writer, run by hand; anything else ignored shows here.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i; if ($(i+1) ~ /^ignored;/) g += $i } }
      END { printf "== tests: %d passed, %d failed, %d ignored\n", p, f, g }' "$log"
 grep -E '^test .* \.\.\. ignored' "$log" | sed 's/^/   /' || true
+grep -E '^test .* \.\.\. FAILED' "$log" | sed 's/^/   /' || true
+[ "$status" -eq 0 ] || exit "$status"
 echo "== fuzz: every target, bounded"
 bash scripts/fuzz.sh
