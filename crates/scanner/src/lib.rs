@@ -15,6 +15,27 @@
 //! - [`cli`]: the `runtime-extractor` command line (`scan`, `scanner`);
 //! - [`fuzzing`]: the parsers' fuzzing entry points (`fuzz/`, replayed by `tests/fuzz_corpus.rs`).
 
+// Privileged code that parses container-, socket- and runtime-controlled bytes throughout
+// (fingerprints, /proc, CRI replies, sandbox answers): no panics, no unchecked indexing or
+// arithmetic, anywhere in the crate outside tests.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 pub mod cli;
 pub mod daemon;
 pub mod discovery;

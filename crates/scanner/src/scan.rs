@@ -100,10 +100,10 @@ pub async fn analyse_pid(
     let tree = tokio::task::spawn_blocking(move || procfs.tree(pid, MAX_PROCESSES_PER_CONTAINER))
         .await
         .map_err(|e| TargetError::Join(e.to_string()))?;
-    let Some((candidates, uid, gid)) = plan(&tree) else {
+    let (Some((candidates, uid, gid)), Some(root)) = (plan(&tree), tree.first()) else {
         return Err(crate::process::ProcessError::Gone(pid).into());
     };
-    let start_time = tree[0].start_time;
+    let start_time = root.start_time;
     let job = SandboxJob {
         target_pid: pid,
         target_start_time: start_time,

@@ -418,6 +418,28 @@ async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     }
 }
 
+/// A POST for every container, and 300 ms later a graceful shutdown, with `alongside` running
+/// at the same time: the POST's outcome, how long the shutdown took, `alongside`'s result.
+async fn shut_down_during_a_post<T>(
+    served: &mut Served,
+    alongside: impl std::future::Future<Output = T>,
+) -> (reqwest::Result<reqwest::Response>, Duration, T) {
+    let url = format!("{}{PATH}", served.url);
+    let inflight = served
+        .client
+        .post(&url)
+        .json(&json!({ "containerIds": [] }))
+        .send();
+    let server = served.server.take().unwrap();
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t = Instant::now();
+        server.shutdown().await.unwrap();
+        t.elapsed()
+    };
+    tokio::join!(inflight, stop, alongside)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_or_cancels_within_the_bound() {
     init_tracing();
@@ -444,24 +466,11 @@ async fn graceful_shutdown_finishes_or_cancels_within_the_bound() {
     };
     let mut served = Served::start(args(&slow.socket, "5s"), &ca).await;
     let addr = served.server().api_addr();
-    let url = format!("{}{PATH}", served.url);
-    let inflight = served
-        .client
-        .post(&url)
-        .json(&json!({ "containerIds": [] }))
-        .send();
-    let server = served.server.take().unwrap();
-    let stop = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let t = Instant::now();
-        server.shutdown().await.unwrap();
-        t.elapsed()
-    };
     let refused = async {
         tokio::time::sleep(Duration::from_millis(600)).await;
         tokio::net::TcpStream::connect(addr).await.is_err()
     };
-    let (resp, took, refused) = tokio::join!(inflight, stop, refused);
+    let (resp, took, refused) = shut_down_during_a_post(&mut served, refused).await;
     let resp = resp.expect("the in-flight request completed");
     assert_eq!(resp.status(), 200);
     assert!(refused, "no new connections once shutdown started");
@@ -472,20 +481,7 @@ async fn graceful_shutdown_finishes_or_cancels_within_the_bound() {
     std::fs::create_dir_all(&sub).unwrap();
     let hang = FaultScanner::start(&sub, vec![fake_container(1)], None);
     let mut served = Served::start(args(&hang.socket, "1s"), &ca).await;
-    let url = format!("{}{PATH}", served.url);
-    let inflight = served
-        .client
-        .post(&url)
-        .json(&json!({ "containerIds": [] }))
-        .send();
-    let server = served.server.take().unwrap();
-    let stop = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let t = Instant::now();
-        server.shutdown().await.unwrap();
-        t.elapsed()
-    };
-    let (resp, took) = tokio::join!(inflight, stop);
+    let (resp, took, ()) = shut_down_during_a_post(&mut served, async {}).await;
     assert!(resp.is_err(), "the hanging request was cut: {resp:?}");
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(4),
