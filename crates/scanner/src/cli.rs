@@ -36,6 +36,10 @@ pub enum Command {
     /// Run the privileged scanner daemon on a unix socket (the HTTPS service,
     /// `runtime-extractor-serve`, is its only client).
     Scanner(ScannerArgs),
+    /// Print the anonymising hash of each value (the 12 characters a gatherer archive holds
+    /// instead of a namespace or an image repository), to find your own in an archive.
+    /// Needs no privileges.
+    Hash(HashArgs),
 }
 
 /// Options shared by `scan` and `scanner`.
@@ -75,6 +79,13 @@ pub struct ScanArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Json)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct HashArgs {
+    /// Values to hash; none (or `-`): one value per line from standard input.
+    #[arg(value_name = "VALUE")]
+    pub values: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +148,11 @@ mod tests {
             panic!()
         };
         assert_eq!(a.analysis.container_timeout, Duration::from_millis(250));
+        let cli = Cli::try_parse_from(["x", "hash", "openshift-monitoring", ""]).unwrap();
+        let Command::Hash(h) = cli.command else {
+            panic!()
+        };
+        assert_eq!(h.values, ["openshift-monitoring", ""]);
         assert_eq!(parse_octal("660"), Ok(0o660));
         assert!(parse_octal("999").is_err());
     }

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use clap::Parser as _;
 use runtime_info::{ContainerId, ContainerRuntimeInfo, NodeRuntimeInfo};
-use scanner::cli::{AnalysisArgs, Cli, Command, LogFormat, Output, ScanArgs, ScannerArgs};
+use scanner::cli::{
+    AnalysisArgs, Cli, Command, HashArgs, LogFormat, Output, ScanArgs, ScannerArgs,
+};
 use scanner::daemon::{self, ScannerConfig};
 use scanner::discovery::CriClient;
 use scanner::sandbox::{self, SandboxConfig};
@@ -71,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Scan(args) => scan_command(args).await,
         Command::Scanner(args) => scanner_command(args).await,
+        Command::Hash(args) => hash_command(&args),
     }
 }
 
@@ -288,6 +291,25 @@ fn print_table(rows: &[(String, ContainerRuntimeInfo)], key: &str) -> anyhow::Re
         writeln!(out, "{}", line.join("  ").trim_end())?;
     }
     Ok(())
+}
+
+/// `hash`: the gatherer's `workload_hash` of each value (the empty string included), one
+/// `<hash>  <value>` line each, in input order.
+fn hash_command(args: &HashArgs) -> anyhow::Result<ExitCode> {
+    use std::io::BufRead as _;
+    let mut out = std::io::stdout().lock();
+    let mut print = |value: &str| writeln!(out, "{}  {value}", runtime_info::workload_hash(value));
+    if args.values.is_empty() || args.values == ["-"] {
+        for line in std::io::stdin().lock().lines() {
+            let line = line.context("cannot read standard input")?;
+            print(line.strip_suffix('\r').unwrap_or(&line))?;
+        }
+    } else {
+        for value in &args.values {
+            print(value)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn scanner_command(args: ScannerArgs) -> anyhow::Result<ExitCode> {
