@@ -330,11 +330,9 @@ async fn deadline_504_and_cancellation_with_fault_scanner() {
         elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(5),
         "{elapsed:?}"
     );
-    wait_for(
-        || fault.scans_open.load(Ordering::SeqCst) == 0,
-        "the timed-out scan is cancelled",
-    )
-    .await;
+    fault
+        .wait_until_no_scan_is_open("the timed-out scan is cancelled")
+        .await;
     assert_eq!(fault.scans_cancelled.load(Ordering::SeqCst), 1);
     let m = short.metrics().await;
     assert_eq!(metric(&m, "runtime_extractor_request_timeouts_total"), 1.0);
@@ -392,11 +390,9 @@ async fn deadline_504_and_cancellation_with_fault_scanner() {
         open, 2,
         "the first client leaving did not cancel the shared scan"
     );
-    wait_for(
-        || fault.scans_open.load(Ordering::SeqCst) == 0,
-        "scans cancelled once nobody waits",
-    )
-    .await;
+    fault
+        .wait_until_no_scan_is_open("scans cancelled once nobody waits")
+        .await;
     wait_for(
         || long.server().scans_in_flight() == 0,
         "no scan left in flight",
@@ -408,14 +404,6 @@ async fn deadline_504_and_cancellation_with_fault_scanner() {
         1.0,
         "{m}"
     );
-}
-
-async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A POST for every container, and 300 ms later a graceful shutdown, with `alongside` running
@@ -487,11 +475,8 @@ async fn graceful_shutdown_finishes_or_cancels_within_the_bound() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(4),
         "{took:?}"
     );
-    wait_for(
-        || hang.scans_open.load(Ordering::SeqCst) == 0,
-        "scan cancelled on shutdown",
-    )
-    .await;
+    hang.wait_until_no_scan_is_open("scan cancelled on shutdown")
+        .await;
     assert_eq!(hang.scans_cancelled.load(Ordering::SeqCst), 1);
 }
 

@@ -343,6 +343,15 @@ impl Checks {
         }
     }
 
+    /// `value`, or a recorded failure ("`what` is missing") and `None`: a check that cannot go
+    /// on never passes silently.
+    fn present<'a, T>(&mut self, what: &str, value: Option<&'a T>) -> Option<&'a T> {
+        if value.is_none() {
+            self.fail(format!("{what} is missing"));
+        }
+        value
+    }
+
     fn fail(&mut self, what: String) {
         self.errors.push(what);
     }
@@ -626,7 +635,7 @@ fn check_extractor(
         .as_ref()
         .map(annotations)
         .unwrap_or_default();
-    let pod = template.spec.as_ref()?;
+    let pod = c.present("DaemonSet pod template spec", template.spec.as_ref())?;
     c.eq("extractor hostPID", pod.host_pid, Some(true));
     let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
     c.eq("extractor containers", names, vec!["scanner", "serve"]);
@@ -951,9 +960,11 @@ fn check_gatherer(
         spec.concurrency_policy.as_deref(),
         Some("Forbid"),
     );
-    let template = &spec.job_template.spec.as_ref()?.template;
+    let template = &c
+        .present("CronJob job template spec", spec.job_template.spec.as_ref())?
+        .template;
     let pod_labels = template.metadata.as_ref().map(labels).unwrap_or_default();
-    let pod = template.spec.as_ref()?;
+    let pod = c.present("CronJob pod template spec", template.spec.as_ref())?;
     c.that(
         matches!(pod.restart_policy.as_deref(), Some("Never" | "OnFailure")),
         || format!("gatherer restartPolicy {:?}", pod.restart_policy),

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use scanner_proto::{self, ScanRequest};
 use serde_json::json;
-use service::ServeArgs;
 use testkit::bench::median;
 use testkit::cri_sandbox::CriSandbox;
 use testkit::daemons::ScannerDaemon;
@@ -64,23 +63,9 @@ async fn serve_benchmark() {
     std::fs::write(&token, "bench-token").unwrap();
     let auth = format!("token-file={}", token.display());
     let args = |extra: &[&str]| {
-        let mut v = vec![
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--health-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            crt.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--scanner-socket",
-            socket.to_str().unwrap(),
-            "--auth",
-            &auth,
-        ];
+        let mut v = vec!["--auth", auth.as_str()];
         v.extend_from_slice(extra);
-        ServeArgs::try_parse_from(v).unwrap()
+        testkit::serve::serve_with(&crt, &key, &socket, &v)
     };
     let cached = service::start(args(&[])).await.unwrap();
     // Results expire at once: every request scans (the uncached path).

@@ -182,6 +182,25 @@ impl FaultScanner {
     }
 }
 
+impl FaultScanner {
+    /// Wait (10 s at most) until every scan it holds was answered or cancelled.
+    pub async fn wait_until_no_scan_is_open(&self, what: &str) {
+        wait_for(|| self.scans_open.load(Ordering::SeqCst) == 0, what).await;
+    }
+}
+
+/// Poll `cond` every 20 ms until it holds; fail the test after 10 s.
+pub async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 impl Drop for FaultScanner {
     fn drop(&mut self) {
         self.task.abort();
