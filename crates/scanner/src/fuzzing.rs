@@ -353,8 +353,10 @@ mod tests {
                         uids: [65534; 3],
                         gids: [65534; 3],
                         no_new_privs: true,
+                        seccomp: true,
                         ..Default::default()
                     },
+                    candidates: 1,
                 })
                 .unwrap()],
             ),

@@ -8,7 +8,9 @@
 //! - [`discovery`]: which containers run here (CRI gRPC), and their host PIDs;
 //! - [`process`]: bounded reads of the host's `/proc`;
 //! - [`select`]: which process of a container is the workload;
-//! - [`sandbox`]: the per-container child (setns, privilege drop, bounded pipe, deadline);
+//! - [`sandbox`]: the per-container helper (pidfd, detached read-only mount tree, privilege
+//!   drop to the workload's credentials, seccomp, bounded pipe, deadline);
+//! - [`kernel`]: the start-up probe of the kernel features the sandbox relies on;
 //! - [`fingerprint`]: OS, runtime kinds and frameworks, from files only;
 //! - [`scan`]: orchestration (containers → candidates → sandboxes → results);
 //! - [`daemon`]: the scanner daemon on its unix socket (protocol: the `scanner_proto` crate);
@@ -41,6 +43,7 @@ pub mod daemon;
 pub mod discovery;
 pub mod fingerprint;
 pub mod fuzzing;
+pub mod kernel;
 pub mod process;
 pub mod sandbox;
 pub mod scan;

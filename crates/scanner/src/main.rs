@@ -12,6 +12,7 @@ use scanner::cli::{
 };
 use scanner::daemon::{self, ScannerConfig};
 use scanner::discovery::CriClient;
+use scanner::kernel;
 use scanner::sandbox::{self, SandboxConfig};
 use scanner::scan::{self, ScanOptions};
 
@@ -91,30 +92,22 @@ fn scan_options(a: &AnalysisArgs) -> ScanOptions {
     }
 }
 
-/// Joining namespaces and dropping to other uids needs these.
+/// The capabilities of [`kernel::REQUIRED_CAPABILITIES`], then the kernel probe.
 fn check_privileges() -> anyhow::Result<()> {
-    use caps::{CapSet, Capability};
-    let needed = [
-        Capability::CAP_SYS_ADMIN,
-        Capability::CAP_SYS_CHROOT,
-        Capability::CAP_SYS_PTRACE,
-        Capability::CAP_SETUID,
-        Capability::CAP_SETGID,
-        Capability::CAP_SETPCAP,
-    ];
-    let effective = caps::read(None, CapSet::Effective).context("cannot read capabilities")?;
-    let missing: Vec<String> = needed
-        .iter()
-        .filter(|c| !effective.contains(c))
-        .map(|c| c.to_string())
-        .collect();
+    let missing = kernel::missing_capabilities().context("cannot read capabilities")?;
     if !missing.is_empty() {
+        let all: Vec<String> = kernel::REQUIRED_CAPABILITIES
+            .iter()
+            .map(|(c, _)| c.to_string())
+            .collect();
+        let missing: Vec<String> = missing.iter().map(|c| c.to_string()).collect();
         bail!(
             "must run as root with {} (missing: {}); scanning enters other processes' namespaces",
-            needed.map(|c| c.to_string()).join(", "),
+            all.join(", "),
             missing.join(", ")
         );
     }
+    kernel::probe()?;
     Ok(())
 }
 

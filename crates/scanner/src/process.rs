@@ -1,14 +1,21 @@
 //! Reading processes from the host's `/proc`, bounded, never trusting what we read.
 //!
-//! Everything the sandbox needs to know about a process is read here, in the scanner, from the
-//! host's procfs (inside the container's mount namespace `/proc` may show another PID namespace
-//! or not be mounted at all). Paths (`exe`, `cwd`) are the kernel's view from the process's own
-//! root, i.e. container paths, which is what the sandbox resolves after joining the namespace.
+//! The privileged scanner itself reads only `stat` ([`Procfs::pin`], [`Procfs::start_time`]):
+//! a line the kernel writes without touching the process's memory. Everything that reads
+//! memory or links the process controls (`cmdline`, `environ`, `status`, `exe`, `cwd`, the
+//! tree) is read by [`Procfs::facts`] and [`Procfs::tree`] inside the sandbox helper, under its
+//! deadline (see [`crate::sandbox`]), so a read that stalls costs one container, never the
+//! scanner. Each process's files are read through one directory descriptor of `/proc/<pid>`,
+//! so they all describe the same process even if the PID is reused meanwhile. Paths (`exe`,
+//! `cwd`) are the kernel's view from the process's own root, i.e. container paths.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use rustix::fs::{Mode, OFlags};
 
 use scanner_proto::identity;
 use serde::{Deserialize, Serialize};
@@ -50,9 +57,11 @@ pub struct ProcessFacts {
     pub exe: Option<String>,
     /// `readlink /proc/<pid>/cwd`: the working directory inside the container.
     pub cwd: Option<String>,
-    /// Real uid and gid.
+    /// Real uid and gid, and supplementary groups, as the host sees them.
     pub uid: u32,
     pub gid: u32,
+    #[serde(default)]
+    pub groups: Vec<u32>,
     /// Start time in clock ticks after boot (`stat` field 22): with `pid`, identifies the process.
     pub start_time: u64,
 }
@@ -70,6 +79,28 @@ pub enum ProcessError {
     },
     #[error("malformed /proc/{pid}/{file}")]
     Malformed { pid: u32, file: &'static str },
+}
+
+/// A process held by a pidfd since discovery: the pidfd cannot come to mean another process,
+/// so whoever enters the process through it enters the one discovered, or learns it exited.
+#[derive(Debug)]
+pub struct Pinned {
+    pub pid: u32,
+    /// Start time read after the pidfd was opened (see [`Procfs::pin`]).
+    pub start_time: u64,
+    pub pidfd: OwnedFd,
+}
+
+/// True while the process behind `pidfd` has not exited (a pidfd polls readable on exit).
+/// Needs no permission over the process, unlike a signal 0.
+pub fn pidfd_alive(pidfd: &impl AsFd) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(0))
 }
 
 /// The files of `/proc/<pid>/` that [`Procfs::facts`] reads, as read (bounded), before
@@ -103,6 +134,7 @@ impl ProcFiles {
             cwd: None,
             uid,
             gid,
+            groups: parse_groups(&String::from_utf8_lossy(&self.status)),
             start_time: stat.start_time,
         })
     }
@@ -122,12 +154,6 @@ impl Default for Procfs {
     }
 }
 
-fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    File::open(path)?.take(max).read_to_end(&mut buf)?;
-    Ok(buf)
-}
-
 fn split_nul(bytes: &[u8], max_items: usize) -> impl Iterator<Item = &[u8]> {
     bytes
         .split(|b| *b == 0)
@@ -144,6 +170,23 @@ fn lossy(bytes: &[u8]) -> String {
 fn parse_stat(text: &str) -> Option<identity::Stat> {
     identity::parse_stat(text)
 }
+
+/// Supplementary groups from `/proc/<pid>/status` (bounded; an absent line is no groups).
+fn parse_groups(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|rest| {
+            rest.split_ascii_whitespace()
+                .filter_map(|g| g.parse().ok())
+                .take(MAX_GROUPS)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Most supplementary groups kept (the kernel allows 65536; a workload has a handful).
+const MAX_GROUPS: usize = 256;
 
 /// Real uid and gid from `/proc/<pid>/status`.
 fn parse_ids(status: &str) -> Option<(u32, u32)> {
@@ -163,47 +206,115 @@ impl Procfs {
         Procfs { root: root.into() }
     }
 
-    fn path(&self, pid: u32, file: &str) -> PathBuf {
-        self.root.join(pid.to_string()).join(file)
-    }
-
-    fn read(&self, pid: u32, file: &'static str, max: u64) -> Result<Vec<u8>, ProcessError> {
-        read_capped(&self.path(pid, file), max).map_err(|source| {
-            if source.kind() == io::ErrorKind::NotFound {
+    /// `/proc/<pid>` as a directory descriptor: every file read through it belongs to the
+    /// process that had this PID when it was opened (reads fail once it is gone).
+    fn open_dir(&self, pid: u32) -> Result<OwnedFd, ProcessError> {
+        rustix::fs::open(
+            self.root.join(pid.to_string()),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            if e == rustix::io::Errno::NOENT {
                 ProcessError::Gone(pid)
             } else {
                 ProcessError::Io {
                     pid,
-                    file,
-                    cause: source,
+                    file: "",
+                    cause: e.into(),
                 }
+            }
+        })
+    }
+
+    fn read_at(
+        dir: &OwnedFd,
+        pid: u32,
+        file: &'static str,
+        max: u64,
+    ) -> Result<Vec<u8>, ProcessError> {
+        let read = || -> io::Result<Vec<u8>> {
+            let fd =
+                rustix::fs::openat(dir, file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+            let mut buf = Vec::new();
+            File::from(fd).take(max).read_to_end(&mut buf)?;
+            Ok(buf)
+        };
+        read().map_err(|cause| {
+            // ESRCH: the directory outlived its process.
+            let gone = cause.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error())
+                || cause.kind() == io::ErrorKind::NotFound;
+            if gone {
+                ProcessError::Gone(pid)
+            } else {
+                ProcessError::Io { pid, file, cause }
             }
         })
     }
 
     /// Start time of a process, cheap (one small read): used to tell whether a PID was reused.
     pub fn start_time(&self, pid: u32) -> Result<u64, ProcessError> {
-        let stat = self.read(pid, "stat", MAX_SMALL_FILE)?;
+        let dir = self.open_dir(pid)?;
+        Self::start_time_at(&dir, pid)
+    }
+
+    /// [`Procfs::start_time`] through an open `/proc/<pid>` directory.
+    pub fn start_time_at(dir: &OwnedFd, pid: u32) -> Result<u64, ProcessError> {
+        let stat = Self::read_at(dir, pid, "stat", MAX_SMALL_FILE)?;
         parse_stat(&String::from_utf8_lossy(&stat))
             .map(|s| s.start_time)
             .ok_or(ProcessError::Malformed { pid, file: "stat" })
     }
 
-    /// Read everything the fingerprints need about `pid`.
+    /// Discovery's hold on a process: a pidfd first, then its start time. If the process
+    /// exits after `pidfd_open`, the start time read may be a newcomer's, but the pidfd then
+    /// reports the exit and the sandbox refuses to enter ([`crate::sandbox`]).
+    pub fn pin(&self, pid: u32) -> Result<Pinned, ProcessError> {
+        let raw = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .ok_or(ProcessError::Gone(pid))?;
+        let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())
+            .map_err(|e| {
+                if e == rustix::io::Errno::SRCH {
+                    ProcessError::Gone(pid)
+                } else {
+                    ProcessError::Io {
+                        pid,
+                        file: "(pidfd_open)",
+                        cause: e.into(),
+                    }
+                }
+            })?;
+        let start_time = self.start_time(pid)?;
+        Ok(Pinned {
+            pid,
+            start_time,
+            pidfd,
+        })
+    }
+
+    /// Read everything the fingerprints need about `pid`. Runs in the sandbox helper.
     pub fn facts(&self, pid: u32) -> Result<ProcessFacts, ProcessError> {
+        let dir = self.open_dir(pid)?;
+        Self::facts_at(&dir, pid)
+    }
+
+    /// [`Procfs::facts`] through an open `/proc/<pid>` directory.
+    pub fn facts_at(dir: &OwnedFd, pid: u32) -> Result<ProcessFacts, ProcessError> {
         let files = ProcFiles {
-            stat: self.read(pid, "stat", MAX_SMALL_FILE)?,
-            status: self.read(pid, "status", MAX_SMALL_FILE)?,
-            comm: self.read(pid, "comm", 64)?,
-            cmdline: self.read(pid, "cmdline", MAX_CMDLINE)?,
+            stat: Self::read_at(dir, pid, "stat", MAX_SMALL_FILE)?,
+            status: Self::read_at(dir, pid, "status", MAX_SMALL_FILE)?,
+            comm: Self::read_at(dir, pid, "comm", 64)?,
+            cmdline: Self::read_at(dir, pid, "cmdline", MAX_CMDLINE)?,
             // environ needs ptrace-read access; without it we simply know less.
-            environ: self.read(pid, "environ", MAX_ENVIRON).ok(),
+            environ: Self::read_at(dir, pid, "environ", MAX_ENVIRON).ok(),
         };
         let facts = files.parse(pid)?;
         let link = |name: &str| {
-            std::fs::read_link(self.path(pid, name))
+            rustix::fs::readlinkat(dir, name, Vec::new())
                 .ok()
-                .map(|p| lossy(p.as_os_str().as_encoded_bytes()))
+                .map(|p| lossy(p.as_bytes()))
                 // A deleted executable reads as "/path (deleted)": the path is still a hint.
                 .map(|s| s.trim_end_matches(" (deleted)").to_owned())
         };
@@ -214,15 +325,50 @@ impl Procfs {
         })
     }
 
-    /// Children of every thread of `pid` (the reference reads only the main thread's).
-    pub fn children(&self, pid: u32) -> Vec<u32> {
+    /// Children of every thread of the process whose `/proc` directory is `dir` (the
+    /// reference reads only the main thread's).
+    fn children_at(dir: &OwnedFd) -> Vec<u32> {
         let mut out = Vec::new();
-        let Ok(tasks) = std::fs::read_dir(self.path(pid, "task")) else {
+        let Ok(tasks) = rustix::fs::openat(
+            dir,
+            "task",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
             return out;
         };
-        for task in tasks.flatten().take(MAX_PROCESSES_PER_CONTAINER * 4) {
-            let children = task.path().join("children");
-            if let Ok(bytes) = read_capped(&children, MAX_SMALL_FILE) {
+        let Ok(mut entries) = rustix::fs::Dir::read_from(&tasks) else {
+            return out;
+        };
+        let mut seen = 0usize;
+        while let Some(Ok(entry)) = entries.next() {
+            seen = seen.saturating_add(1);
+            if seen > MAX_PROCESSES_PER_CONTAINER * 4 {
+                break;
+            }
+            let Some(tid) = entry
+                .file_name()
+                .to_str()
+                .ok()
+                .filter(|t| t.parse::<u32>().is_ok())
+            else {
+                continue;
+            };
+            let path = format!("{tid}/children");
+            let Ok(fd) = rustix::fs::openat(
+                &tasks,
+                path.as_str(),
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) else {
+                continue;
+            };
+            let mut bytes = Vec::new();
+            if File::from(fd)
+                .take(MAX_SMALL_FILE)
+                .read_to_end(&mut bytes)
+                .is_ok()
+            {
                 out.extend(
                     String::from_utf8_lossy(&bytes)
                         .split_ascii_whitespace()
@@ -233,29 +379,74 @@ impl Procfs {
         out
     }
 
-    /// The process tree under `root_pid` (root included), breadth first, at most `limit`
-    /// processes. Processes that vanish while we walk are simply left out.
-    pub fn tree(&self, root_pid: u32, limit: usize) -> Vec<ProcessFacts> {
-        let mut seen = HashSet::new();
-        let mut queue = VecDeque::from([root_pid]);
+    /// The process tree under `root_pid` (root included, read through `root_dir`), breadth
+    /// first, at most `limit` processes. A process that vanishes while we walk, or whose PID
+    /// now names a process with another parent, is left out. Runs in the sandbox helper.
+    pub fn tree_at(&self, root_dir: &OwnedFd, root_pid: u32, limit: usize) -> Vec<ProcessFacts> {
         let mut out = Vec::new();
-        while let Some(pid) = queue.pop_front() {
+        let root = match Self::facts_at(root_dir, root_pid) {
+            Ok(facts) => facts,
+            Err(e) => {
+                tracing::debug!(pid = root_pid, error = %e, "root process unreadable");
+                return out;
+            }
+        };
+        let mut seen = HashSet::from([root_pid]);
+        let mut queue: VecDeque<(u32, u32)> = Self::children_at(root_dir)
+            .into_iter()
+            .map(|c| (c, root_pid))
+            .collect();
+        out.push(root);
+        while let Some((pid, parent)) = queue.pop_front() {
             if out.len() >= limit {
                 break;
             }
             if !seen.insert(pid) {
                 continue;
             }
-            match self.facts(pid) {
-                Ok(facts) => out.push(facts),
+            let Ok(dir) = self.open_dir(pid) else {
+                continue;
+            };
+            match Self::facts_at(&dir, pid) {
+                Ok(facts) if facts.ppid == parent => out.push(facts),
+                Ok(_) => continue,
                 Err(e) => {
                     tracing::debug!(pid, error = %e, "skipping process");
                     continue;
                 }
             }
-            queue.extend(self.children(pid));
+            queue.extend(Self::children_at(&dir).into_iter().map(|c| (c, pid)));
         }
         out
+    }
+
+    /// [`Procfs::tree_at`] from a PID (tests and tools; the sandbox uses its verified dir).
+    pub fn tree(&self, root_pid: u32, limit: usize) -> Vec<ProcessFacts> {
+        match self.open_dir(root_pid) {
+            Ok(dir) => self.tree_at(&dir, root_pid, limit),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// `/proc/<pid>` opened for the sandbox, which checks it against its pidfd.
+    pub fn dir(&self, pid: u32) -> Result<OwnedFd, ProcessError> {
+        self.open_dir(pid)
+    }
+
+    /// The `stat` line of a process, parsed, and its `comm` (field 2). Kernel-written, read
+    /// without touching the process's memory: safe in the privileged scanner.
+    pub fn stat(&self, pid: u32) -> Result<(identity::Stat, String), ProcessError> {
+        let dir = self.open_dir(pid)?;
+        let bytes = Self::read_at(&dir, pid, "stat", MAX_SMALL_FILE)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let stat = parse_stat(&text).ok_or(ProcessError::Malformed { pid, file: "stat" })?;
+        let comm = text
+            .find('(')
+            .zip(text.rfind(')'))
+            .and_then(|(a, b)| text.get(a.saturating_add(1)..b))
+            .unwrap_or_default()
+            .to_owned();
+        Ok((stat, comm))
     }
 
     /// Every PID currently in procfs.

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use futures_util::stream::{self, StreamExt};
 use runtime_info::ContainerRuntimeInfo;
 
-use crate::process::{ProcessFacts, Procfs, MAX_PROCESSES_PER_CONTAINER};
-use crate::sandbox::{self, SandboxConfig, SandboxJob};
-use crate::select;
+use crate::process::Procfs;
+use crate::sandbox::{self, JobMode, SandboxConfig};
 use scanner_proto::{Failure, FailureKind, ScannedContainer};
 
 /// How scans run.
@@ -72,7 +71,10 @@ impl TargetError {
         let kind = match self {
             TargetError::Process(ProcessError::Gone(_)) => FailureKind::ProcessGone,
             TargetError::Process(_) => FailureKind::Internal,
-            TargetError::Sandbox(SandboxError::Timeout(_)) => FailureKind::Timeout,
+            TargetError::Sandbox(SandboxError::Timeout(_) | SandboxError::TooManyStuck(_)) => {
+                FailureKind::Timeout
+            }
+            TargetError::Sandbox(SandboxError::Gone(_)) => FailureKind::ProcessGone,
             TargetError::Sandbox(_) => FailureKind::SandboxFailed,
             TargetError::Join(_) => FailureKind::Internal,
         };
@@ -80,39 +82,15 @@ impl TargetError {
     }
 }
 
-/// The candidate list and the credentials to analyse a process tree with.
-pub fn plan(tree: &[ProcessFacts]) -> Option<(Vec<ProcessFacts>, u32, u32)> {
-    let root = tree.first()?;
-    let candidates = select::rank(tree);
-    let (uid, gid) = candidates
-        .first()
-        .map(|p| (p.uid, p.gid))
-        .unwrap_or((root.uid, root.gid));
-    Some((candidates, uid, gid))
-}
-
-/// Analyse the process tree under `pid` in a sandbox.
+/// Analyse the process tree under `pid` in a sandbox: pin it (pidfd, start time), then hand
+/// it to a helper that reads its tree and files under the deadline.
 pub async fn analyse_pid(
     opts: &ScanOptions,
     pid: u32,
 ) -> Result<(u64, ContainerRuntimeInfo), TargetError> {
-    let procfs = opts.procfs.clone();
-    let tree = tokio::task::spawn_blocking(move || procfs.tree(pid, MAX_PROCESSES_PER_CONTAINER))
-        .await
-        .map_err(|e| TargetError::Join(e.to_string()))?;
-    let (Some((candidates, uid, gid)), Some(root)) = (plan(&tree), tree.first()) else {
-        return Err(crate::process::ProcessError::Gone(pid).into());
-    };
-    let start_time = root.start_time;
-    let job = SandboxJob {
-        target_pid: pid,
-        target_start_time: start_time,
-        uid,
-        gid,
-        candidates,
-    };
-    let report = sandbox::run(&opts.sandbox, &job).await?;
-    Ok((start_time, report.info))
+    let pinned = opts.procfs.pin(pid)?;
+    let report = sandbox::run(&opts.sandbox, &pinned, JobMode::Container).await?;
+    Ok((pinned.start_time, report.info))
 }
 
 /// Analyse (or, with `list_only`, just identify) every target, in parallel with a bound.
@@ -200,66 +178,59 @@ pub async fn scan_pids(
 
 /// `scan --host`: every process of this machine whose own fingerprint finds a runtime kind,
 /// keyed by PID. Each process is analysed alone (not its subtree), so a parent is not
-/// credited with its children's runtime. Kernel threads and this process are skipped.
+/// credited with its children's runtime. The scanner reads only each process's `stat` here;
+/// kernel threads (kthreadd's children), this process and its own helpers are skipped, and the
+/// helper skips wrappers and processes without an executable.
 pub async fn scan_host(opts: &ScanOptions) -> std::io::Result<HostScan> {
+    const KTHREADD: u32 = 2;
     let me = std::process::id();
     let procfs = opts.procfs.clone();
-    let processes: Vec<ProcessFacts> = tokio::task::spawn_blocking(move || {
+    let processes: Vec<(u32, String)> = tokio::task::spawn_blocking(move || {
         let pids = procfs.all_pids()?;
         Ok::<_, std::io::Error>(
             pids.into_iter()
-                .filter(|p| *p != me)
-                .filter_map(|p| procfs.facts(p).ok())
-                // Kernel threads have no executable; our own sandbox helpers are not workloads.
-                .filter(|p| {
-                    p.exe.is_some() && p.argv.first().map(String::as_str) != Some("/proc/self/exe")
-                })
+                .filter(|p| *p != me && *p != KTHREADD)
+                .filter_map(|p| Some((p, procfs.stat(p).ok()?)))
+                .filter(|(_, (stat, _))| stat.ppid != KTHREADD && stat.ppid != me)
+                .map(|(p, (_, comm))| (p, comm))
                 .collect(),
         )
     })
     .await
     .map_err(std::io::Error::other)??;
-    let names: BTreeMap<String, String> = processes
-        .iter()
-        .map(|p| (p.pid.to_string(), p.comm.clone()))
-        .collect();
     let processes_seen = processes.len();
     let opts = Arc::new(opts.clone());
-    let results: Vec<(u32, Option<ContainerRuntimeInfo>)> = stream::iter(processes)
-        .filter(|p| std::future::ready(select::classify(p) != select::Class::Wrapper))
-        .map(|p| {
+    let results: Vec<(u32, String, Option<sandbox::SandboxReport>)> = stream::iter(processes)
+        .map(|(pid, comm)| {
             let opts = Arc::clone(&opts);
             async move {
-                let job = SandboxJob {
-                    target_pid: p.pid,
-                    target_start_time: p.start_time,
-                    uid: p.uid,
-                    gid: p.gid,
-                    candidates: vec![p.clone()],
+                let report = match opts.procfs.pin(pid) {
+                    Ok(pinned) => sandbox::run(&opts.sandbox, &pinned, JobMode::Process)
+                        .await
+                        .ok(),
+                    Err(_) => None,
                 };
-                let info = sandbox::run(&opts.sandbox, &job).await.ok().map(|r| r.info);
-                (p.pid, info)
+                (pid, comm, report)
             }
         })
         .buffer_unordered(opts.concurrency.max(1))
         .collect()
         .await;
-    let analysed = results.len();
-    let found: BTreeMap<String, ContainerRuntimeInfo> = results
-        .into_iter()
-        .filter_map(|(pid, info)| Some((pid.to_string(), info?)))
-        .filter(|(_, info)| !info.kind.is_empty())
-        .collect();
-    let names = names
-        .into_iter()
-        .filter(|(pid, _)| found.contains_key(pid))
-        .collect();
-    Ok(HostScan {
-        found,
-        names,
+    let mut scan = HostScan {
         processes: processes_seen,
-        analysed,
-    })
+        ..Default::default()
+    };
+    for (pid, comm, report) in results {
+        let Some(report) = report else { continue };
+        if report.candidates > 0 {
+            scan.analysed = scan.analysed.saturating_add(1);
+        }
+        if !report.info.kind.is_empty() {
+            scan.found.insert(pid.to_string(), report.info);
+            scan.names.insert(pid.to_string(), comm);
+        }
+    }
+    Ok(scan)
 }
 
 /// What `scan --host` saw.
@@ -306,40 +277,4 @@ pub async fn scan_node(
         })
         .collect();
     Ok(scan_targets(opts, targets, list_only).await)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plan_uses_the_winners_credentials() {
-        let tree = vec![
-            ProcessFacts {
-                pid: 1,
-                comm: "sh".into(),
-                argv: vec!["sh".into()],
-                exe: Some("/bin/sh".into()),
-                uid: 0,
-                gid: 0,
-                ..Default::default()
-            },
-            ProcessFacts {
-                pid: 2,
-                comm: "java".into(),
-                argv: vec!["java".into()],
-                exe: Some("/opt/jdk/bin/java".into()),
-                uid: 1001,
-                gid: 0,
-                ..Default::default()
-            },
-        ];
-        let (candidates, uid, gid) = plan(&tree).unwrap();
-        assert_eq!(candidates.len(), 1);
-        assert_eq!((uid, gid), (1001, 0));
-        let (candidates, uid, _) = plan(&tree[..1]).unwrap();
-        assert!(candidates.is_empty());
-        assert_eq!(uid, 0);
-        assert!(plan(&[]).is_none());
-    }
 }

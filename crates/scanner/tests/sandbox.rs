@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use runtime_info::ContainerRuntimeInfo;
-use scanner::sandbox::{self, SandboxConfig, SandboxJob};
+use scanner::process::{Pinned, Procfs};
+use scanner::sandbox::{self, JobMode, SandboxConfig, SandboxError};
 use scanner::scan::{self, ScanOptions};
 use testkit::rootfs::{require, require_root, which, ContainOpts, Contained, TestRoot};
 
@@ -41,26 +42,22 @@ fn start(root: &TestRoot, argv: &[&str]) -> Contained {
     Contained::start(root, &ContainOpts::default(), argv).unwrap()
 }
 
-/// The job the scanner would build for a process tree.
-fn job_for(pid: u32) -> SandboxJob {
-    let procfs = scanner::process::Procfs::default();
-    let tree = procfs.tree(pid, 256);
-    let (candidates, uid, gid) = scan::plan(&tree).unwrap();
-    SandboxJob {
-        target_pid: pid,
-        target_start_time: tree[0].start_time,
-        uid,
-        gid,
-        candidates,
-    }
+/// The scanner's hold on a process, as discovery takes it.
+fn pin(pid: u32) -> Pinned {
+    Procfs::default().pin(pid).unwrap()
+}
+
+fn run(o: &ScanOptions, target: &Pinned) -> Result<sandbox::SandboxReport, SandboxError> {
+    rt().block_on(sandbox::run(&o.sandbox, target, JobMode::Container))
 }
 
 #[test]
-fn child_has_no_privileges_for_root_and_non_root_workloads() {
+fn reader_takes_the_workloads_credentials_and_nothing_else() {
     require_root("sandbox privileges");
     let root = TestRoot::new().unwrap();
     root.os_release("alpine", "3.20.2").unwrap();
-    for (uid, want) in [(None, 65534), (Some(1000), 1000)] {
+    // Root workloads are read as uid 0 without any capability; others as themselves.
+    for (uid, want) in [(None, 0), (Some(1000), 1000)] {
         let c = Contained::start(
             &root,
             &ContainOpts {
@@ -70,9 +67,7 @@ fn child_has_no_privileges_for_root_and_non_root_workloads() {
             &["sleep", "300"],
         )
         .unwrap();
-        let report = rt()
-            .block_on(sandbox::run(&opts().sandbox, &job_for(c.pid)))
-            .unwrap();
+        let report = run(&opts(), &pin(c.pid)).unwrap();
         let p = &report.privileges;
         assert_eq!(p.uids, [want; 3], "real/effective/saved uid");
         assert_eq!(p.gids, [want; 3]);
@@ -88,8 +83,10 @@ fn child_has_no_privileges_for_root_and_non_root_workloads() {
             (0, 0, 0, 0, 0)
         );
         assert!(p.no_new_privs);
+        assert!(!p.dumpable);
+        assert!(p.seccomp);
         assert!(p.fully_dropped());
-        // The child really was inside the container's mount namespace.
+        // The reader really read the container's files (through its copy of the tree).
         assert_eq!(report.info.os, "alpine");
         assert_eq!(report.info.os_version, "3.20.2");
     }
@@ -255,24 +252,17 @@ fn main_process_is_chosen_among_all_processes() {
 fn vanished_and_replaced_processes_fail_alone() {
     require_root("vanished process");
     let mut child = Command::new("sleep").arg("300").spawn().unwrap();
-    let job = job_for(child.id());
+    let target = pin(child.id());
     child.kill().unwrap();
     child.wait().unwrap();
-    let err = rt()
-        .block_on(sandbox::run(&opts().sandbox, &job))
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("gone") || err.to_string().contains("sandbox failed"),
-        "{err}"
-    );
+    let err = run(&opts(), &target).unwrap_err();
+    assert!(matches!(err, SandboxError::Gone(_)), "{err}");
 
     let mut child = Command::new("sleep").arg("300").spawn().unwrap();
-    let mut job = job_for(child.id());
-    job.target_start_time += 1; // as if the PID had been recycled
-    let err = rt()
-        .block_on(sandbox::run(&opts().sandbox, &job))
-        .unwrap_err();
-    assert!(err.to_string().contains("replaced"), "{err}");
+    let mut target = pin(child.id());
+    target.start_time += 1; // as if the PID had been recycled
+    let err = run(&opts(), &target).unwrap_err();
+    assert!(matches!(err, SandboxError::Gone(_)), "{err}");
     child.kill().unwrap();
     let _ = child.wait();
 
@@ -285,33 +275,63 @@ fn vanished_and_replaced_processes_fail_alone() {
     let _ = sleeper.wait();
 }
 
+/// The PID of a target that exited is given to a new process before the sandbox enters:
+/// the pidfd taken at discovery says the target exited, and the newcomer is never entered.
+#[test]
+fn a_reused_pid_is_reported_as_exited_never_entered() {
+    require_root("PID reuse");
+    let mut first = Command::new("sleep").arg("300").spawn().unwrap();
+    let pid = first.id();
+    let target = pin(pid);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Take the same PID for a new process: ns_last_pid makes the next fork get pid.
+    let mut newcomer = None;
+    for _ in 0..50 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let c = Command::new("sleep").arg("300").spawn().unwrap();
+        if c.id() == pid {
+            newcomer = Some(c);
+            break;
+        }
+        let mut c = c;
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let mut newcomer = newcomer.expect("could not reuse the PID in 50 tries");
+    // The newcomer even has the old start time in the job: only the pidfd can tell.
+    let mut stale = Pinned {
+        pid,
+        start_time: Procfs::default().start_time(pid).unwrap(),
+        pidfd: target.pidfd,
+    };
+    let err = run(&opts(), &stale).unwrap_err();
+    assert!(matches!(err, SandboxError::Gone(p) if p == pid), "{err}");
+    stale.start_time = target.start_time;
+    let err = run(&opts(), &stale).unwrap_err();
+    assert!(matches!(err, SandboxError::Gone(_)), "{err}");
+    newcomer.kill().unwrap();
+    let _ = newcomer.wait();
+}
+
 #[test]
 fn deadline_kills_the_whole_sandbox() {
     require_root("sandbox deadline");
-    // A Python workload (its interpreter is searched for a version) and a job padded to 3 MiB
-    // (the helper parses it first): work that takes the helper far longer than the 1 ms
-    // deadline, so the deadline, not the helper, ends the analysis. (A `sleep` target made
-    // this a race once the helper binary got small enough to finish within 1 ms.)
     let mut sleeper = Command::new("python3")
         .args(["-c", "import time; time.sleep(300)"])
         .spawn()
         .unwrap();
-    let mut job = job_for(sleeper.id());
-    let padding = scanner::process::ProcessFacts {
-        comm: "pad".into(),
-        argv: vec!["x".repeat(64 * 1024)],
-        ..Default::default()
-    };
-    job.candidates.extend(std::iter::repeat_n(padding, 48));
+    let target = pin(sleeper.id());
     // A helper binary of our own (hard link), so the leftover check sees only this test's.
     let dir = tempfile::tempdir_in(helper().parent().unwrap()).unwrap();
     let own_helper = dir.path().join("deadline-helper");
     std::fs::hard_link(helper(), &own_helper).unwrap();
     let mut o = opts();
     o.sandbox.helper = own_helper.clone();
-    o.sandbox.timeout = Duration::from_millis(1);
+    // Far shorter than exec + reading a Python interpreter takes.
+    o.sandbox.timeout = Duration::from_micros(200);
     let started = Instant::now();
-    let err = rt().block_on(sandbox::run(&o.sandbox, &job)).unwrap_err();
+    let err = run(&o, &target).unwrap_err();
     assert!(err.to_string().contains("timed out"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(2));
     std::thread::sleep(Duration::from_millis(200));
@@ -330,6 +350,7 @@ fn deadline_kills_the_whole_sandbox() {
         leftovers.is_empty(),
         "sandbox helpers left behind: {leftovers:?}"
     );
+    assert_eq!(sandbox::stuck_helpers(), 0);
     sleeper.kill().unwrap();
     let _ = sleeper.wait();
 }

@@ -3,8 +3,11 @@
 //! Every file a fingerprint reads comes from the container image, so it is hostile: it may be
 //! a symlink to a host path, a FIFO that never answers, `/dev/zero`, or a 1 GiB file. A [`Root`]
 //! resolves paths with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, so absolute symlinks
-//! and `..` stay inside the root, opens non-blocking, accepts regular files only and caps every
-//! read. In the sandbox the root is the container's `/`; tests point it at a directory they build.
+//! and `..` stay inside the root, and caps every read. A file is first opened `O_PATH` (which
+//! runs no driver's `open` and wakes no FIFO writer) and checked to be a regular file; only
+//! then is it opened for reading, and the descriptor must name the same inode. In the sandbox
+//! the root is a `nodev` copy of the container's tree, so a device swapped in between the two
+//! opens still cannot be opened (see [`crate::sandbox`]); tests point the root at a directory.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -41,6 +44,7 @@ impl Root {
         Ok(Root { dir })
     }
 
+    /// `flags` as given (openat2 refuses unknown combinations, e.g. `O_PATH|O_NOCTTY`).
     fn open_raw(&self, path: &str, flags: OFlags) -> io::Result<OwnedFd> {
         if path.len() > MAX_PATH_LEN || path.contains('\0') {
             return Err(io::Error::new(
@@ -51,28 +55,40 @@ impl Root {
         let fd = openat2(
             &self.dir,
             path,
-            flags | OFlags::CLOEXEC | OFlags::NOCTTY,
+            flags | OFlags::CLOEXEC,
             Mode::empty(),
             resolve_flags(),
         )?;
         Ok(fd)
     }
 
+    /// The inode at `path`, without opening it: `O_PATH` runs no driver code and does not
+    /// count as a FIFO reader.
+    fn inspect(&self, path: &str) -> io::Result<(OwnedFd, rustix::fs::Stat)> {
+        let fd = self.open_raw(path, OFlags::PATH)?;
+        let stat = rustix::fs::fstat(&fd)?;
+        Ok((fd, stat))
+    }
+
     /// Open a regular file for reading. FIFOs, devices, sockets and directories are refused
-    /// (opened non-blocking first, so a FIFO cannot stall us).
+    /// by their type before any real `open` (see the module documentation).
     pub fn open_file(&self, path: &str) -> io::Result<File> {
-        let fd = self.open_raw(path, OFlags::RDONLY | OFlags::NONBLOCK)?;
-        let file = File::from(fd);
-        let meta = file.metadata()?;
-        if !meta.file_type().is_file() {
+        let (_probe, before) = self.inspect(path)?;
+        if !is_regular(&before) {
+            return Err(not_regular());
+        }
+        // Non-blocking in case a FIFO was swapped in since: the check below then refuses it.
+        let fd = self.open_raw(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
+        let after = rustix::fs::fstat(&fd)?;
+        if !is_regular(&after) || (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "not a regular file",
+                "file replaced while being opened",
             ));
         }
         // Back to blocking mode: regular files never block, and readers expect it.
-        rustix::fs::fcntl_setfl(&file, OFlags::empty())?;
-        Ok(file)
+        rustix::fs::fcntl_setfl(&fd, OFlags::empty())?;
+        Ok(File::from(fd))
     }
 
     /// Read at most `max` bytes of a regular file; a longer file is an error (a truncated
@@ -96,9 +112,9 @@ impl Root {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// True if `path` names a regular file inside the root.
+    /// True if `path` names a regular file inside the root (nothing is opened for reading).
     pub fn is_file(&self, path: &str) -> bool {
-        self.open_file(path).is_ok()
+        self.inspect(path).is_ok_and(|(_, st)| is_regular(&st))
     }
 
     /// True if `path` names a directory inside the root.
@@ -126,6 +142,14 @@ impl Root {
         names.sort();
         Ok(names)
     }
+}
+
+fn is_regular(stat: &rustix::fs::Stat) -> bool {
+    rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
+}
+
+fn not_regular() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")
 }
 
 #[cfg(test)]
