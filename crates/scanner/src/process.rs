@@ -337,7 +337,10 @@ impl Procfs {
         ) else {
             return out;
         };
-        let Ok(mut entries) = rustix::fs::Dir::read_from(&tasks) else {
+        let Ok(tasks_fd) = tasks.try_clone() else {
+            return out;
+        };
+        let Ok(mut entries) = rustix::fs::Dir::new(tasks_fd) else {
             return out;
         };
         let mut seen = 0usize;

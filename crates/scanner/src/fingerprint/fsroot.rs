@@ -126,7 +126,9 @@ impl Root {
     /// Names of the entries of a directory (not `.`/`..`), at most [`MAX_DIR_ENTRIES`].
     pub fn list_dir(&self, path: &str) -> io::Result<Vec<String>> {
         let fd = self.open_raw(path, OFlags::RDONLY | OFlags::DIRECTORY)?;
-        let mut dir = rustix::fs::Dir::read_from(&fd)?;
+        // `Dir::new` takes the descriptor; `read_from` would reopen it with openat, which the
+        // sandbox's seccomp filter forbids.
+        let mut dir = rustix::fs::Dir::new(fd)?;
         let mut names = Vec::new();
         while let Some(entry) = dir.read() {
             let entry = entry?;
