@@ -39,10 +39,6 @@ pub const REQUIRED_CAPABILITIES: &[(Capability, &str)] = &[
         Capability::CAP_SETPCAP,
         "empty the helper's capability bounding set",
     ),
-    (
-        Capability::CAP_KILL,
-        "kill a helper past its deadline once it runs as the workload's uid",
-    ),
 ];
 
 /// The required capabilities missing from this process's effective set.

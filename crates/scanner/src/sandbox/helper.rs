@@ -85,6 +85,9 @@ fn helper(hook: Option<Hook>) -> Result<(), Failure> {
     let job: SandboxJob =
         serde_json::from_slice(&input).map_err(|e| format!("invalid job: {e}"))?;
     let pid = job.target_pid;
+    // Never dropped: deleting it would be a system call the seccomp filter forbids, and it
+    // must stay armed until the process exits anyway.
+    std::mem::forget(arm_deadline(job.deadline_ms)?);
 
     // The directory first, then the pidfd: if the process is alive now, the directory is its.
     let procfs = Procfs::default();
@@ -130,6 +133,31 @@ fn helper(hook: Option<Hook>) -> Result<(), Failure> {
     out.write_all(&bytes).map_err(|e| format!("write: {e}"))?;
     out.flush().map_err(|e| format!("flush: {e}"))?;
     Ok(())
+}
+
+/// A per-process timer that sends SIGKILL to this process at the deadline: it cannot be
+/// blocked or handled, survives the credential change, and needs no system call later.
+fn arm_deadline(ms: u64) -> Result<Option<nix::sys::timer::Timer>, String> {
+    use nix::sys::signal::{SigEvent, SigevNotify, Signal};
+    use nix::sys::time::TimeSpec;
+    use nix::sys::timer::{Expiration, Timer, TimerSetTimeFlags};
+    use nix::time::ClockId;
+    if ms == 0 {
+        return Ok(None);
+    }
+    let mut timer = Timer::new(
+        ClockId::CLOCK_MONOTONIC,
+        SigEvent::new(SigevNotify::SigevSignal {
+            signal: Signal::SIGKILL,
+            si_value: 0,
+        }),
+    )
+    .map_err(|e| format!("timer_create: {e}"))?;
+    let when = TimeSpec::from_duration(std::time::Duration::from_millis(ms));
+    timer
+        .set(Expiration::OneShot(when), TimerSetTimeFlags::empty())
+        .map_err(|e| format!("timer_settime: {e}"))?;
+    Ok(Some(timer))
 }
 
 /// The candidates to fingerprint and the credentials to read with: the selected workload's

@@ -23,6 +23,8 @@
 //! 6. fingerprints through a [`Root`](crate::fingerprint::Root) and writes one JSON
 //!    [`SandboxReport`] to stdout.
 //!
+//! The helper arms a SIGKILL timer on itself for the deadline as soon as it has its job, so it
+//! dies at the deadline whatever uid it runs as by then (the scanner holds no CAP_KILL).
 //! The helper lives in the host's PID namespace, so nothing in the container can see it, let
 //! alone attach to it. The parent ([`run`]) reads at most [`SandboxConfig::max_output`]
 //! bytes, kills the helper's process group at the deadline and validates the report as hostile
@@ -89,6 +91,9 @@ pub struct SandboxJob {
     /// Its start time as discovered: a process with another one is not entered.
     pub target_start_time: u64,
     pub mode: JobMode,
+    /// The deadline, armed by the helper as a SIGKILL timer on itself (0: none).
+    #[serde(default)]
+    pub deadline_ms: u64,
 }
 
 /// What the helper answers.
@@ -174,6 +179,9 @@ pub async fn run(
         target_pid: target.pid,
         target_start_time: target.start_time,
         mode,
+        deadline_ms: u64::try_from(config.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1),
     };
     let input = serde_json::to_vec(&job).map_err(|e| SandboxError::Invalid(e.to_string()))?;
     let mut cmd = tokio::process::Command::new(&config.helper);
@@ -211,7 +219,9 @@ pub async fn run(
         Ok::<_, io::Error>((out, err))
     };
     let result = tokio::time::timeout(config.timeout, work).await;
-    // Whatever happened, nothing of this helper may outlive this call unaccounted.
+    // Whatever happened, nothing of this helper may outlive this call unaccounted. (Once the
+    // helper runs as the workload's uid this signal is refused, the scanner having no
+    // CAP_KILL; the helper's own deadline timer kills it then.)
     kill_group(pgid);
     let (out, err) = match result {
         Err(_) => {
