@@ -149,6 +149,8 @@ pub struct LinuxSandboxSecurityContext {
     pub privileged: bool,
     #[prost(message, optional, tag = "8")]
     pub run_as_group: Option<Int64Value>,
+    #[prost(message, optional, tag = "9")]
+    pub seccomp: Option<SecurityProfile>,
 }
 
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -278,8 +280,39 @@ pub struct ListPodSandboxResponse {
 // ---------------------------------------------------------------------------------------------
 // Containers
 
+/// Capabilities added to and dropped from the runtime's default set (names without `CAP_`,
+/// `ALL` allowed), as the kubelet sends them.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Capability {
+    #[prost(string, repeated, tag = "1")]
+    pub add_capabilities: Vec<String>,
+    #[prost(string, repeated, tag = "2")]
+    pub drop_capabilities: Vec<String>,
+    #[prost(string, repeated, tag = "3")]
+    pub add_ambient_capabilities: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ProfileType {
+    RuntimeDefault = 0,
+    Unconfined = 1,
+    Localhost = 2,
+}
+
+/// A seccomp (or AppArmor) profile.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SecurityProfile {
+    #[prost(enumeration = "ProfileType", tag = "1")]
+    pub profile_type: i32,
+    #[prost(string, tag = "2")]
+    pub localhost_ref: String,
+}
+
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct LinuxContainerSecurityContext {
+    #[prost(message, optional, tag = "1")]
+    pub capabilities: Option<Capability>,
     #[prost(bool, tag = "2")]
     pub privileged: bool,
     #[prost(message, optional, tag = "3")]
@@ -296,6 +329,8 @@ pub struct LinuxContainerSecurityContext {
     pub no_new_privs: bool,
     #[prost(message, optional, tag = "12")]
     pub run_as_group: Option<Int64Value>,
+    #[prost(message, optional, tag = "15")]
+    pub seccomp: Option<SecurityProfile>,
 }
 
 #[derive(Clone, PartialEq, ::prost::Message)]

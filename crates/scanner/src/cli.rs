@@ -55,6 +55,10 @@ pub struct AnalysisArgs {
     /// Containers analysed in parallel (default: number of CPUs).
     #[arg(long, env = "RUNTIME_EXTRACTOR_CONCURRENCY")]
     pub concurrency: Option<usize>,
+    /// Start even when a required capability is missing, so each container's analysis
+    /// shows what it costs (the capability-minimality test uses this; never in production).
+    #[arg(long, hide = true)]
+    pub unchecked_capabilities: bool,
 }
 
 #[derive(Debug, Args)]

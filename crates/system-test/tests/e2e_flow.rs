@@ -29,7 +29,7 @@ use std::process::{Command, Stdio};
 
 use std::time::{Duration, Instant};
 
-use common::{bin, expected, serve_bin};
+use common::{expected, json_records, serve_bin, ScannerPod};
 use k8s_openapi::api::core::v1::Pod;
 use runtime_info::{workload_hash, ContainerRuntimeInfo, NodeRuntimeInfo};
 use serde_json::{json, Value};
@@ -213,53 +213,34 @@ struct Node {
     health: SocketAddr,
     // Fields drop in order: serve and scanner before containerd.
     serve: TestProcess,
-    scanner: TestProcess,
+    scanner: ScannerPod,
     socket: PathBuf,
-    scanner_log: PathBuf,
     serve_log: PathBuf,
     sb: CriSandbox,
     _dir: tempfile::TempDir,
 }
 
-fn spawn_scanner(cri: &Path, socket: &Path, log: &Path) -> TestProcess {
-    let log_file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let mut p = TestProcess::spawn(
-        Command::new(bin())
-            .args(["scanner", "--log-format", "json"])
+/// The scanner as the DaemonSet runs it (a CRI container with exactly its capabilities and
+/// the node's PID namespace), its socket mode 660 in a setgid directory of serve's group, as
+/// the kubelet prepares an emptyDir with `fsGroup`: the socket gets the group without chown.
+fn spawn_scanner(sb: &CriSandbox, socket: &Path, generation: u32) -> ScannerPod {
+    let p = ScannerPod::start(
+        sb,
+        &format!("scanner-{generation}"),
+        socket,
+        &[
+            "--log-format",
+            "json",
             // One debug line per analysed container (scanner::scan): the proof of what was scanned.
-            .args(["--log", "info,scanner::scan=debug"])
-            .arg("--socket")
-            .arg(socket)
-            .arg("--cri-socket")
-            .arg(cri)
-            .args([
-                "--socket-mode",
-                "660",
-                "--socket-gid",
-                &SERVE_ID.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file),
-        "scanner",
-    )
-    .unwrap();
-    wait_until("scanner socket", Duration::from_secs(20), || {
-        if let Some(status) = p.exited() {
-            panic!(
-                "scanner exited ({status}): {}",
-                fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::os::unix::net::UnixStream::connect(socket).is_ok()
-    });
+            "--log",
+            "info,scanner::scan=debug",
+            "--socket-mode",
+            "660",
+        ],
+    );
     let meta = fs::metadata(socket).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o660, "--socket-mode");
-    assert_eq!(meta.gid(), SERVE_ID, "--socket-gid");
+    assert_eq!(meta.gid(), SERVE_ID, "the socket directory's group");
     p
 }
 
@@ -277,12 +258,12 @@ impl Node {
             .prefix("ri-e2e-node-")
             .tempdir_in("/tmp")
             .unwrap();
-        // Only root and the serve group may reach the scanner socket.
-        chown_to_serve_group(dir.path(), 0o750);
+        // Only root and the serve group may reach the scanner socket; setgid, so the socket
+        // is created in serve's group.
+        chown_to_serve_group(dir.path(), 0o2750);
         let socket = dir.path().join("scanner.sock");
-        let scanner_log = dir.path().join("scanner.log");
         let serve_log = dir.path().join("serve.log");
-        let scanner = spawn_scanner(sb.socket_path(), &socket, &scanner_log);
+        let scanner = spawn_scanner(&sb, &socket, 0);
         let health = SocketAddr::new(ip, free_port(&[ip]));
         let mut serve = TestProcess::spawn(
             Command::new(serve_bin())
@@ -327,7 +308,6 @@ impl Node {
             serve,
             scanner,
             socket,
-            scanner_log,
             serve_log,
             sb,
             _dir: dir,
@@ -371,7 +351,7 @@ impl Node {
 
     /// Container IDs the scanner analysed, one entry per analysis, sorted.
     fn analysed(&self) -> Vec<String> {
-        let mut ids: Vec<String> = json_lines(&self.scanner_log)
+        let mut ids: Vec<String> = json_records(&self.scanner.log)
             .iter()
             .filter(|l| l["fields"]["message"] == "container analysed")
             .map(|l| l["fields"]["container"].as_str().unwrap().to_owned())
@@ -1007,7 +987,7 @@ fn container_killed_mid_scan_and_scanner_restarted_mid_request() {
         Duration::from_secs(20),
         || unix_sockets_of(node.serve.pid()) > before,
     );
-    node.scanner.kill_now();
+    node.scanner.kill_now(&node.sb);
     let (code, content_type, body) = rt.block_on(request).unwrap();
     assert_eq!(code, 503, "{body}");
     assert_eq!(content_type, "application/json");
@@ -1023,7 +1003,7 @@ fn container_killed_mid_scan_and_scanner_restarted_mid_request() {
     assert!(!message.contains("refused"), "{message}");
     eprintln!("e2e_flow: the request in flight when the scanner died: 503 {message:?}");
     assert_eq!(node.readyz(), 503, "not ready while the scanner is down");
-    node.scanner = spawn_scanner(node.sb.socket_path(), &node.socket, &node.scanner_log);
+    node.scanner = spawn_scanner(&node.sb, &node.socket, 1);
     wait_until("ready again", Duration::from_secs(20), || {
         node.readyz() == 200
     });

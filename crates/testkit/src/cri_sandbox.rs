@@ -89,6 +89,12 @@ pub struct ContainerSpec {
     /// Leave out the kubelet's `io.kubernetes.*` labels, as for a container not created by a
     /// kubelet (e.g. by `crictl` or another CRI client by hand).
     pub without_kubelet_labels: bool,
+    /// Capabilities as a pod spec's `securityContext.capabilities` (names without `CAP_`).
+    pub add_capabilities: Vec<String>,
+    pub drop_capabilities: Vec<String>,
+    pub readonly_rootfs: bool,
+    /// The runtime's default seccomp profile (`RuntimeDefault`); else unconfined.
+    pub seccomp_runtime_default: bool,
 }
 
 /// A host path bind-mounted into a container.
@@ -164,6 +170,20 @@ impl ContainerSpec {
         self.without_kubelet_labels = true;
         self
     }
+    /// `capabilities: {drop: [..], add: [..]}`.
+    pub fn capabilities(mut self, drop: &[&str], add: &[&str]) -> Self {
+        self.drop_capabilities = drop.iter().map(|s| s.to_string()).collect();
+        self.add_capabilities = add.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    pub fn readonly_rootfs(mut self) -> Self {
+        self.readonly_rootfs = true;
+        self
+    }
+    pub fn seccomp_runtime_default(mut self) -> Self {
+        self.seccomp_runtime_default = true;
+        self
+    }
 }
 
 /// A pod: a sandbox (host network, no hostname) and its containers.
@@ -176,6 +196,8 @@ pub struct PodSpec {
     /// kubelet runs init containers. A sidecar (restartable init container) is, for the CRI,
     /// just a container started before the app: put it first in `containers`.
     pub init_containers: Vec<ContainerSpec>,
+    /// `hostPID: true`: every container in the node's PID namespace.
+    pub host_pid: bool,
 }
 
 impl PodSpec {
@@ -185,7 +207,12 @@ impl PodSpec {
             name: name.to_owned(),
             containers: Vec::new(),
             init_containers: Vec::new(),
+            host_pid: false,
         }
+    }
+    pub fn host_pid(mut self) -> Self {
+        self.host_pid = true;
+        self
     }
     pub fn container(mut self, container: ContainerSpec) -> Self {
         self.containers.push(container);
@@ -265,6 +292,45 @@ impl ImageBuild {
             ..Default::default()
         }
     }
+}
+
+/// How a [`CriSandbox::run_job`] container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutcome {
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A started pod sandbox (see `CriSandbox::run_sandbox`).
+struct Sandbox {
+    uid: String,
+    pod_labels: HashMap<String, String>,
+    pod_config: api::PodSandboxConfig,
+    pod_id: String,
+}
+
+/// The streams of a CRI log (`<time> <stream> <P|F> <text>` records; `P` continues a line).
+pub fn split_cri_log(log: &str) -> (String, String) {
+    let (mut out, mut err) = (String::new(), String::new());
+    for record in log.lines() {
+        let mut parts = record.splitn(4, ' ');
+        let (Some(_time), Some(stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let text = parts.next().unwrap_or("");
+        let buf = if stream == "stderr" {
+            &mut err
+        } else {
+            &mut out
+        };
+        buf.push_str(text);
+        if tag != "P" {
+            buf.push('\n');
+        }
+    }
+    (out, err)
 }
 
 /// Timings of the last start, for reports.
@@ -594,7 +660,8 @@ disabled_plugins = []
 
     /// Run a pod: sandbox, then each container created and started in order. The kubelet's
     /// labels go on the sandbox and on every container (unless a container opts out).
-    pub fn run_pod(&self, spec: &PodSpec) -> Result<RunningPod> {
+    /// The pod sandbox of `spec`, running, with no containers yet.
+    fn run_sandbox(&self, spec: &PodSpec) -> Result<Sandbox> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let uid = format!("{}-{}-{n}", spec.name, std::process::id());
         let log_dir = self.dir.join("pods").join(&uid);
@@ -619,7 +686,7 @@ disabled_plugins = []
                 security_context: Some(api::LinuxSandboxSecurityContext {
                     namespace_options: Some(api::NamespaceOption {
                         network: NamespaceMode::Node as i32,
-                        pid: NamespaceMode::Container as i32,
+                        pid: pid_mode(spec.host_pid),
                         ipc: NamespaceMode::Pod as i32,
                         target_id: String::new(),
                     }),
@@ -639,10 +706,83 @@ disabled_plugins = []
             .block(async move { client.run_pod_sandbox(request).await })?
             .with_context(|| format!("RunPodSandbox {}/{}", spec.namespace, spec.name))?
             .pod_sandbox_id;
+        Ok(Sandbox {
+            uid,
+            pod_labels,
+            pod_config,
+            pod_id,
+        })
+    }
+
+    /// Run a pod of one container to completion, whatever its exit code, and remove it:
+    /// its exit code and what it wrote to stdout and stderr (at most `timeout`).
+    pub fn run_job(&self, spec: &PodSpec, timeout: Duration) -> Result<JobOutcome> {
+        let [c] = spec.containers.as_slice() else {
+            bail!("run_job takes a pod of exactly one container");
+        };
+        let Sandbox {
+            uid,
+            pod_labels,
+            pod_config,
+            pod_id,
+        } = self.run_sandbox(spec)?;
+        let config = container_config(c, &pod_labels, spec.host_pid)?;
+        let mut client = self.client()?;
+        let (pod, sandbox_config) = (pod_id.clone(), pod_config.clone());
+        let name = c.name.clone();
+        let outcome = self.block(async move {
+            let id = create_and_start(&mut client, pod, sandbox_config, config)
+                .await
+                .with_context(|| format!("job container {name}"))?;
+            let deadline = Instant::now() + timeout;
+            loop {
+                let status = client
+                    .container_status(api::ContainerStatusRequest {
+                        container_id: id.clone(),
+                        verbose: false,
+                    })
+                    .await
+                    .with_context(|| format!("ContainerStatus {id}"))?
+                    .status
+                    .ok_or_else(|| anyhow!("ContainerStatus {id}: no status"))?;
+                if status.state == api::ContainerState::ContainerExited as i32 {
+                    return Ok::<_, anyhow::Error>(status.exit_code);
+                }
+                if Instant::now() > deadline {
+                    bail!("job {name} still running after {timeout:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })?;
+        let log = fs::read_to_string(
+            self.dir
+                .join("pods")
+                .join(&uid)
+                .join(format!("{}.log", c.name)),
+        )
+        .unwrap_or_default();
+        let removed = self.stop_pod(&pod_id);
+        let exit_code = outcome?;
+        removed?;
+        let (stdout, stderr) = split_cri_log(&log);
+        Ok(JobOutcome {
+            exit_code,
+            stdout,
+            stderr,
+        })
+    }
+
+    pub fn run_pod(&self, spec: &PodSpec) -> Result<RunningPod> {
+        let Sandbox {
+            uid,
+            pod_labels,
+            pod_config,
+            pod_id,
+        } = self.run_sandbox(spec)?;
 
         let mut init_containers = Vec::new();
         for c in &spec.init_containers {
-            let config = container_config(c, &pod_labels)?;
+            let config = container_config(c, &pod_labels, spec.host_pid)?;
             let mut client = self.client()?;
             let (pod, sandbox_config) = (pod_id.clone(), pod_config.clone());
             let name = c.name.clone();
@@ -660,7 +800,7 @@ disabled_plugins = []
 
         let mut containers = Vec::new();
         for c in &spec.containers {
-            let config = container_config(c, &pod_labels)?;
+            let config = container_config(c, &pod_labels, spec.host_pid)?;
             let mut client = self.client()?;
             let (pod, sandbox_config) = (pod_id.clone(), pod_config.clone());
             let name = c.name.clone();
@@ -681,6 +821,14 @@ disabled_plugins = []
             containers,
             init_containers,
         })
+    }
+
+    /// The CRI log file of a container of a pod started by [`Self::run_pod`].
+    pub fn container_log_path(&self, pod: &RunningPod, container: &str) -> PathBuf {
+        self.dir
+            .join("pods")
+            .join(&pod.uid)
+            .join(format!("{container}.log"))
     }
 
     /// What a container wrote to stdout and stderr so far (the CRI log file, one
@@ -1206,9 +1354,18 @@ async fn wait_for_pid(client: &mut RuntimeServiceClient, id: &str) -> Result<u32
     }
 }
 
+fn pid_mode(host_pid: bool) -> i32 {
+    if host_pid {
+        NamespaceMode::Node as i32
+    } else {
+        NamespaceMode::Container as i32
+    }
+}
+
 fn container_config(
     c: &ContainerSpec,
     pod_labels: &HashMap<String, String>,
+    host_pid: bool,
 ) -> Result<api::ContainerConfig> {
     let mut labels = HashMap::new();
     if !c.without_kubelet_labels {
@@ -1257,12 +1414,23 @@ fn container_config(
             security_context: Some(api::LinuxContainerSecurityContext {
                 namespace_options: Some(api::NamespaceOption {
                     network: NamespaceMode::Node as i32,
-                    pid: NamespaceMode::Container as i32,
+                    pid: pid_mode(host_pid),
                     ipc: NamespaceMode::Pod as i32,
                     target_id: String::new(),
                 }),
                 run_as_user: c.run_as_user.map(|value| api::Int64Value { value }),
                 run_as_group: c.run_as_group.map(|value| api::Int64Value { value }),
+                capabilities: (!c.add_capabilities.is_empty() || !c.drop_capabilities.is_empty())
+                    .then(|| api::Capability {
+                        add_capabilities: c.add_capabilities.clone(),
+                        drop_capabilities: c.drop_capabilities.clone(),
+                        add_ambient_capabilities: Vec::new(),
+                    }),
+                readonly_rootfs: c.readonly_rootfs,
+                seccomp: c.seccomp_runtime_default.then(|| api::SecurityProfile {
+                    profile_type: api::ProfileType::RuntimeDefault as i32,
+                    localhost_ref: String::new(),
+                }),
                 ..Default::default()
             }),
         }),

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use runtime_info::{ContainerRuntimeInfo, NodeRuntimeInfo, RuntimeComponent};
-use testkit::cri_sandbox::{CriSandbox, RunningPod};
+use testkit::cri_sandbox::{ContainerSpec, CriSandbox, JobOutcome, PodSpec, RunningPod};
 
 /// The scanner binary (`runtime-extractor`), staged where any uid may execute it.
 pub fn bin() -> &'static Path {
@@ -19,8 +19,78 @@ pub fn serve_bin() -> &'static Path {
     testkit::bins::binary(testkit::bins::SERVICE)
 }
 
-/// `runtime-extractor scan` of every container of the sandbox's node, as root, unhashed.
+/// Namespace of the scanner's own pods on the test node (left out of scan answers).
+pub const SCANNER_NAMESPACE: &str = "runtime-insights";
+/// Where the scanner binary is mounted in its container.
+pub const SCANNER_IN_CONTAINER: &str = "/usr/bin/runtime-extractor";
+
+/// The capabilities the DaemonSet adds after dropping all (CRI names, without `CAP_`):
+/// exactly the scanner's own list.
+pub fn scanner_capabilities() -> Vec<String> {
+    scanner::kernel::REQUIRED_CAPABILITIES
+        .iter()
+        .map(|(c, _)| c.to_string().trim_start_matches("CAP_").to_owned())
+        .collect()
+}
+
+/// The scanner container as `deploy/base/daemonset.yaml` runs it: not privileged, every
+/// capability dropped and `caps` added, read-only root filesystem, the runtime's default
+/// seccomp profile, the CRI socket's directory mounted; the pod (see [`scanner_pod`]) in the
+/// node's PID namespace. The binary is the tests' own, mounted read-only.
+pub fn scanner_container(sb: &CriSandbox, args: &[&str], caps: &[String]) -> ContainerSpec {
+    let cri_dir = sb.socket_path().parent().expect("socket in a directory");
+    let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
+    ContainerSpec::new("scanner", &[SCANNER_IN_CONTAINER])
+        .args(args)
+        .mount(bin(), SCANNER_IN_CONTAINER, true)
+        .mount(cri_dir, cri_dir.to_str().expect("UTF-8 path"), false)
+        .capabilities(&["ALL"], &caps)
+        .readonly_rootfs()
+        .seccomp_runtime_default()
+        .with_host_libraries()
+}
+
+/// A pod of the scanner's namespace with `hostPID`.
+pub fn scanner_pod(name: &str, container: ContainerSpec) -> PodSpec {
+    PodSpec::new(SCANNER_NAMESPACE, name)
+        .host_pid()
+        .container(container)
+}
+
+/// `runtime-extractor scan <args>` run as the DaemonSet's scanner container with `caps`.
+pub fn scan_in_container(sb: &CriSandbox, args: &[&str], caps: &[String]) -> JobOutcome {
+    let cri = sb.socket_path().to_str().expect("UTF-8 path").to_owned();
+    let mut full = vec!["scan", "--cri-socket", cri.as_str()];
+    full.extend_from_slice(args);
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    sb.run_job(
+        &scanner_pod(&format!("scan-{n}"), scanner_container(sb, &full, caps)),
+        std::time::Duration::from_secs(120),
+    )
+    .expect("running the scanner container")
+}
+
+/// `runtime-extractor scan` of every container of the sandbox's node, unhashed, run as the
+/// DaemonSet runs the scanner (a CRI container with exactly its capabilities). The scanner's
+/// own pod is left out of the answer.
 pub fn scan_node(sb: &CriSandbox) -> NodeRuntimeInfo {
+    let out = scan_in_container(sb, &[], &scanner_capabilities());
+    assert!(
+        out.exit_code == 0,
+        "scan in the scanner container failed ({}): {}",
+        out.exit_code,
+        out.stderr
+    );
+    let mut node: NodeRuntimeInfo =
+        serde_json::from_str(&out.stdout).expect("scan printed NodeRuntimeInfo JSON");
+    node.remove(SCANNER_NAMESPACE);
+    node
+}
+
+/// `runtime-extractor scan` on the host, as root with every capability (the CLI as an
+/// operator runs it).
+pub fn scan_node_on_host(sb: &CriSandbox) -> NodeRuntimeInfo {
     let out = Command::new(bin())
         .arg("scan")
         .arg("--cri-socket")
@@ -230,4 +300,87 @@ pub fn wait_for_log(
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// The `scanner` daemon running as the DaemonSet's scanner container (see
+/// [`scanner_container`]), its socket in a host directory mounted at the same path.
+pub struct ScannerPod {
+    pub pod: RunningPod,
+    /// Host PID of the scanner process.
+    pub pid: u32,
+    /// Its CRI log (`<time> <stream> <tag> <line>` records; see [`json_records`]).
+    pub log: std::path::PathBuf,
+}
+
+impl ScannerPod {
+    /// Start `scanner --socket <socket> --cri-socket <sb's> <extra>` and wait (20 s at most)
+    /// until the socket accepts connections. The socket's directory is mounted read-write.
+    pub fn start(sb: &CriSandbox, name: &str, socket: &Path, extra: &[&str]) -> ScannerPod {
+        let dir = socket.parent().expect("socket in a directory");
+        let socket_s = socket.to_str().expect("UTF-8 path");
+        let cri = sb.socket_path().to_str().expect("UTF-8 path").to_owned();
+        let mut args = vec![
+            "scanner",
+            "--socket",
+            socket_s,
+            "--cri-socket",
+            cri.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        let spec = scanner_container(sb, &args, &scanner_capabilities()).mount(
+            dir,
+            dir.to_str().expect("UTF-8 path"),
+            false,
+        );
+        let pod = sb
+            .run_pod(&scanner_pod(name, spec))
+            .expect("starting the scanner pod");
+        let pid = pod.containers[0].pid;
+        let log = sb.container_log_path(&pod, "scanner");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists(),
+                "the scanner container did not listen on {}: {}",
+                socket.display(),
+                sb.container_log(&pod, "scanner")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        ScannerPod { pod, pid, log }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid).expect("a PID fits i32"));
+        nix::sys::signal::kill(pid, signal)
+            .unwrap_or_else(|e| panic!("{signal:?} to the scanner: {e}"));
+    }
+
+    /// SIGSTOP: it keeps its socket but answers nothing.
+    pub fn stop(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Self::stop`].
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    /// SIGKILL now, then remove its pod.
+    pub fn kill_now(&self, sb: &CriSandbox) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(self.pid).expect("a PID fits i32")),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = sb.stop_pod(&self.pod.pod_id);
+    }
+}
+
+/// The JSON records of a log file, CRI-framed (`<time> <stream> <tag> {json}`) or not.
+pub fn json_records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l.get(l.find('{')?..)?).ok())
+        .collect()
 }
