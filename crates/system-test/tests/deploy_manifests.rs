@@ -14,6 +14,8 @@
 //! Strategic-merge patches are refused: their list-merge keys differ per field, and a
 //! simplified merge could pass here and do something else in kustomize.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::net::SocketAddr;
@@ -684,13 +686,39 @@ fn check_extractor(
         }
     };
 
-    // -- privileges: the scanner is the privileged one, serve has nothing
+    // -- privileges: the scanner is root with exactly its capabilities, serve has nothing
     let ssc = scanner.security_context.clone().unwrap_or_default();
-    c.eq("scanner privileged", ssc.privileged, Some(true));
+    c.that(ssc.privileged != Some(true), || "scanner privileged".into());
+    c.eq(
+        "scanner allowPrivilegeEscalation",
+        ssc.allow_privilege_escalation,
+        Some(false),
+    );
     c.eq(
         "scanner readOnlyRootFilesystem",
         ssc.read_only_root_filesystem,
         Some(true),
+    );
+    c.eq("scanner runAsUser", ssc.run_as_user, Some(0));
+    let scaps = ssc.capabilities.clone().unwrap_or_default();
+    c.eq(
+        "scanner capabilities drop",
+        scaps.drop.clone(),
+        Some(vec!["ALL".to_owned()]),
+    );
+    let added: BTreeSet<String> = scaps.add.iter().flatten().cloned().collect();
+    let needed: BTreeSet<String> = common::scanner_capabilities().into_iter().collect();
+    c.eq("scanner capabilities add", added, needed);
+    c.eq(
+        "scanner seccomp",
+        ssc.seccomp_profile
+            .as_ref()
+            .or(pod
+                .security_context
+                .as_ref()
+                .and_then(|p| p.seccomp_profile.as_ref()))
+            .map(|s| s.type_.clone()),
+        Some("RuntimeDefault".to_owned()),
     );
     let pod_sc = pod.security_context.clone().unwrap_or_default();
     let serve_sc = serve.security_context.clone().unwrap_or_default();
@@ -757,13 +785,18 @@ fn check_extractor(
             )
         },
     );
-    let gid = scanner_args.socket_gid.map(i64::from);
-    c.that(gid.is_some(), || "scanner has no --socket-gid".into());
-    c.eq("serve's group = the scanner socket's group", serve_gid, gid);
+    // The socket's group comes from the emptyDir (the pod's fsGroup, setgid): a chown would
+    // need CAP_CHOWN, which the scanner does not have.
+    c.that(scanner_args.socket_gid.is_none(), || {
+        "scanner --socket-gid needs CAP_CHOWN; the fsGroup gives the socket's group".into()
+    });
+    c.that(pod_sc.fs_group.is_some(), || {
+        "the pod has no fsGroup".into()
+    });
     c.eq(
-        "pod fsGroup = the scanner socket's group",
+        "serve's group = the pod fsGroup (the socket's group)",
+        serve_gid,
         pod_sc.fs_group,
-        gid,
     );
 
     // -- the CRI socket: a hostPath only the scanner mounts, the node's runtime socket
@@ -1477,11 +1510,16 @@ fn check_rbac(m: &Manifests, ns: &str, ex: &Extractor, ga: &Gatherer, v: &Varian
                 scc.metadata.name.as_deref(),
             );
             c.that(
-                scc.allow_host_pid
-                    && scc.allow_privileged_container
-                    && scc.allow_host_dir_volume_plugin,
-                || "SCC must allow hostPID, a privileged container and hostPath".into(),
+                scc.allow_host_pid && scc.allow_host_dir_volume_plugin,
+                || "SCC must allow hostPID and hostPath".into(),
             );
+            c.that(!scc.allow_privileged_container, || {
+                "SCC allows privileged containers".into()
+            });
+            let allowed: BTreeSet<String> =
+                scc.allowed_capabilities.iter().flatten().cloned().collect();
+            let needed: BTreeSet<String> = common::scanner_capabilities().into_iter().collect();
+            c.eq("SCC allowedCapabilities", allowed, needed);
             c.that(
                 !scc.allow_host_network && !scc.allow_host_ipc && !scc.allow_host_ports,
                 || "SCC allows host network, IPC or ports".into(),
@@ -1489,7 +1527,7 @@ fn check_rbac(m: &Manifests, ns: &str, ex: &Extractor, ga: &Gatherer, v: &Varian
             c.eq(
                 "SCC allowPrivilegeEscalation",
                 scc.allow_privilege_escalation,
-                Some(true),
+                Some(false),
             );
             let mut needed = ex.volume_kinds.clone();
             needed.insert("projected"); // the service account token
@@ -1996,7 +2034,8 @@ const MUTATIONS: &[Mutation] = &[
     mutation("base/daemonset.yaml", "- --request-timeout=100s", "- --request-timeout=soon", &BASE, "serve args do not parse"),
     // the scanner socket and its group
     mutation("base/daemonset.yaml", "--scanner-socket=/run/runtime-extractor/scanner.sock", "--scanner-socket=/run/runtime-extractor/s.sock", &BASE, "not the same file"),
-    mutation("base/daemonset.yaml", "- --socket-gid=65532", "- --socket-gid=1000", &BASE, "socket's group"),
+    mutation("base/daemonset.yaml", "- --socket-mode=660\n", "- --socket-mode=660\n            - --socket-gid=65532\n", &BASE, "needs CAP_CHOWN"),
+    mutation("base/daemonset.yaml", "fsGroup: 65532", "fsGroup: 1000", &BASE, "the socket's group"),
     mutation("base/daemonset.yaml", "runAsGroup: 65532", "runAsGroup: 1000", &BASE, "serve's group"),
     mutation("base/daemonset.yaml", "- --socket-mode=660", "- --socket-mode=666", &BASE, "--socket-mode"),
     mutation("base/daemonset.yaml", "medium: Memory\n            sizeLimit: 1Mi", "medium: Memory\n            sizeLimit: 1Mi\n          hostPath:\n            path: /run/x", &BASE, "2 sources"),
@@ -2005,13 +2044,20 @@ const MUTATIONS: &[Mutation] = &[
     mutation("base/daemonset.yaml", "- --cri-socket=/run/containerd/containerd.sock", "- --cri-socket=/run/cri.sock", &BASE, "is on no mounted volume"),
     mutation("base/daemonset.yaml", "mountPath: /run/containerd\n              readOnly: true", "mountPath: /run/containerd", &BASE, "CRI mount read-only"),
     // privileges
-    mutation("base/daemonset.yaml", "privileged: true", "privileged: false", &BASE, "scanner privileged"),
+    mutation("base/daemonset.yaml", "allowPrivilegeEscalation: false\n            privileged: false", "allowPrivilegeEscalation: false\n            privileged: true", &BASE, "scanner privileged"),
+    mutation("base/daemonset.yaml", "add: [SYS_ADMIN, SYS_CHROOT, SYS_PTRACE, DAC_READ_SEARCH, SETUID, SETGID, SETPCAP]", "add: [SYS_ADMIN, SYS_CHROOT, SYS_PTRACE, DAC_READ_SEARCH, SETUID, SETGID, SETPCAP, NET_ADMIN]", &BASE, "scanner capabilities add"),
+    mutation("base/daemonset.yaml", "add: [SYS_ADMIN, SYS_CHROOT, SYS_PTRACE, DAC_READ_SEARCH, SETUID, SETGID, SETPCAP]", "add: [SYS_ADMIN, SYS_CHROOT, SYS_PTRACE, SETUID, SETGID, SETPCAP]", &BASE, "scanner capabilities add"),
+    mutation("base/daemonset.yaml", "drop: [ALL]", "drop: [NET_RAW]", &BASE, "scanner capabilities drop"),
+    mutation("base/daemonset.yaml", "seccompProfile: {type: RuntimeDefault}", "seccompProfile: {type: Unconfined}", &BASE, "scanner seccomp"),
+    mutation("base/daemonset.yaml", "allowPrivilegeEscalation: false\n            privileged: false", "allowPrivilegeEscalation: true\n            privileged: false", &BASE, "scanner allowPrivilegeEscalation"),
+    mutation("openshift/scc.yaml", "allowPrivilegedContainer: false", "allowPrivilegedContainer: true", &OPENSHIFT, "SCC allows privileged"),
+    mutation("openshift/scc.yaml", "  - DAC_READ_SEARCH\n", "", &OPENSHIFT, "SCC allowedCapabilities"),
     mutation("base/daemonset.yaml", "hostPID: true", "hostPID: false", &BASE, "hostPID"),
     mutation("base/daemonset.yaml", "privileged: false\n            allowPrivilegeEscalation: false", "privileged: true\n            allowPrivilegeEscalation: false", &BASE, "serve is privileged"),
     mutation("base/daemonset.yaml", "readOnlyRootFilesystem: true\n            runAsNonRoot: true", "readOnlyRootFilesystem: false\n            runAsNonRoot: true", &BASE, "serve readOnlyRootFilesystem"),
     mutation("base/daemonset.yaml", "drop: [\"ALL\"]", "drop: [\"NET_RAW\"]", &BASE, "serve does not drop ALL"),
     mutation("base/daemonset.yaml", "runAsNonRoot: true\n            runAsUser: 65532", "runAsNonRoot: false\n            runAsUser: 65532", &BASE, "serve runAsNonRoot"),
-    mutation("base/daemonset.yaml", "type: RuntimeDefault", "type: Unconfined", &BASE, "serve seccomp"),
+    mutation("base/daemonset.yaml", "seccompProfile:\n              type: RuntimeDefault", "seccompProfile:\n              type: Unconfined", &BASE, "serve seccomp"),
     // resources
     mutation("base/daemonset.yaml", "cpu: \"1\"\n              memory: 512Mi", "memory: 512Mi", &BASE, "scanner: cpu request"),
     mutation("base/daemonset.yaml", "cpu: 10m\n              memory: 32Mi", "cpu: 10m\n              memory: 320Mi", &BASE, "serve: memory request"),

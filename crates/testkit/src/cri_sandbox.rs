@@ -95,6 +95,8 @@ pub struct ContainerSpec {
     pub readonly_rootfs: bool,
     /// The runtime's default seccomp profile (`RuntimeDefault`); else unconfined.
     pub seccomp_runtime_default: bool,
+    /// `allowPrivilegeEscalation: false`.
+    pub no_new_privs: bool,
 }
 
 /// A host path bind-mounted into a container.
@@ -182,6 +184,10 @@ impl ContainerSpec {
     }
     pub fn seccomp_runtime_default(mut self) -> Self {
         self.seccomp_runtime_default = true;
+        self
+    }
+    pub fn no_new_privs(mut self) -> Self {
+        self.no_new_privs = true;
         self
     }
 }
@@ -1427,6 +1433,7 @@ fn container_config(
                         add_ambient_capabilities: Vec::new(),
                     }),
                 readonly_rootfs: c.readonly_rootfs,
+                no_new_privs: c.no_new_privs,
                 seccomp: c.seccomp_runtime_default.then(|| api::SecurityProfile {
                     profile_type: api::ProfileType::RuntimeDefault as i32,
                     localhost_ref: String::new(),

@@ -34,8 +34,8 @@ pub fn scanner_capabilities() -> Vec<String> {
 }
 
 /// The scanner container as `deploy/base/daemonset.yaml` runs it: not privileged, every
-/// capability dropped and `caps` added, read-only root filesystem, the runtime's default
-/// seccomp profile, the CRI socket's directory mounted; the pod (see [`scanner_pod`]) in the
+/// capability dropped and `caps` added, no privilege escalation, read-only root filesystem,
+/// the runtime's default seccomp profile, the CRI socket's directory mounted; the pod (see [`scanner_pod`]) in the
 /// node's PID namespace. The binary is the tests' own, mounted read-only.
 pub fn scanner_container(sb: &CriSandbox, args: &[&str], caps: &[String]) -> ContainerSpec {
     let cri_dir = sb.socket_path().parent().expect("socket in a directory");
@@ -47,6 +47,7 @@ pub fn scanner_container(sb: &CriSandbox, args: &[&str], caps: &[String]) -> Con
         .capabilities(&["ALL"], &caps)
         .readonly_rootfs()
         .seccomp_runtime_default()
+        .no_new_privs()
         .with_host_libraries()
 }
 
