@@ -17,7 +17,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-PACKAGES=(containerd runc busybox-static openjdk-17-jdk-headless golang-go nodejs python3 zip util-linux mount procps tomcat10 gcc libc6-dev)
+PACKAGES=(containerd runc busybox-static openjdk-17-jdk-headless golang-go nodejs python3 zip util-linux mount procps tomcat10 gcc libc6-dev strace)
 CACHE_DIR=/var/cache/runtime-insights
 BUSYBOX_DEB=$CACHE_DIR/busybox-static.deb
 
