@@ -6,6 +6,7 @@
 //!   blocked in `open(O_WRONLY)`: after the scans every writer is still blocked;
 //! - the same three paths as character device nodes (`/dev/ptmx`'s numbers): strace of a
 //!   scan shows each was only ever opened `O_PATH`, never for reading.
+//!
 //! Each container is still answered (OS or kind from what is left), and so are the others.
 //! Needs root, containerd, gcc and strace; fails without them.
 
