@@ -67,6 +67,10 @@ pub struct ScanResponse {
     /// Set when the whole request failed (e.g. the CRI is unreachable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
+    /// Sandbox helpers the scanner killed that have not died yet (blocked in the kernel on
+    /// some container's memory), as this answer was sent.
+    #[serde(default)]
+    pub stuck_helpers: u32,
 }
 
 /// What kind of failure crossed the socket: the service maps it to a status and a metric
@@ -327,6 +331,7 @@ mod tests {
                 },
             ],
             error: None,
+            stuck_helpers: 0,
         };
         let node = resp.node_runtime_info();
         assert_eq!(node["ns"]["p"].len(), 1);
@@ -341,6 +346,7 @@ mod tests {
                 FailureKind::CriUnavailable,
                 "connection refused",
             )),
+            ..Default::default()
         };
         let mut buf = Vec::new();
         write_frame(&mut buf, &resp).unwrap();
@@ -399,6 +405,7 @@ mod tests {
                 error: Some(Failure::new(FailureKind::ProcessGone, "exited")),
             }],
             error: None,
+            ..Default::default()
         };
         let mut blocking = Vec::new();
         write_frame(&mut blocking, &resp).unwrap();

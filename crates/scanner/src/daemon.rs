@@ -141,7 +141,12 @@ async fn serve_connection(state: &State, mut stream: UnixStream) -> anyhow::Resu
                 FailureKind::BadRequest,
                 format!("bad request: {e}"),
             )),
+            stuck_helpers: 0,
         },
+    };
+    let response = ScanResponse {
+        stuck_helpers: u32::try_from(crate::sandbox::stuck_helpers()).unwrap_or(u32::MAX),
+        ..response
     };
     scanner_proto::write_frame_async(&mut stream, &response).await?;
     Ok(())
@@ -179,6 +184,7 @@ async fn handle(state: &State, req: ScanRequest) -> ScanResponse {
             return ScanResponse {
                 containers: vec![],
                 error: Some(Failure::new(FailureKind::BadRequest, e)),
+                stuck_helpers: 0,
             }
         }
     };
@@ -195,11 +201,13 @@ async fn handle(state: &State, req: ScanRequest) -> ScanResponse {
             ScanResponse {
                 containers,
                 error: None,
+                stuck_helpers: 0,
             }
         }
         Err(e) => ScanResponse {
             containers: vec![],
             error: Some(Failure::new(FailureKind::CriUnavailable, e)),
+            stuck_helpers: 0,
         },
     }
 }

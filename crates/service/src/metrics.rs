@@ -67,6 +67,7 @@ pub struct Metrics {
     pub tls_reloads: Counter,
     pub runtime_kinds: Family<KindLabels, Gauge>,
     pub cached_containers: Gauge,
+    pub stuck_helpers: Gauge,
     cache: std::sync::OnceLock<Arc<ResultCache>>,
 }
 
@@ -164,6 +165,12 @@ impl Metrics {
             "Containers in the result cache",
             cached_containers.clone(),
         );
+        let stuck_helpers = Gauge::default();
+        registry.register(
+            "scanner_stuck_helpers",
+            "Sandbox helpers the scanner killed at their deadline that have not died yet (blocked in the kernel on a container's memory), as of its last answer",
+            stuck_helpers.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -179,6 +186,7 @@ impl Metrics {
             tls_reloads,
             runtime_kinds,
             cached_containers,
+            stuck_helpers,
             cache: std::sync::OnceLock::new(),
         }
     }

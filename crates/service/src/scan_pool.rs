@@ -156,7 +156,11 @@ impl ScanPool {
     }
 
     async fn call(&self, req: &ScanRequest) -> Result<ScanResponse, ScanError> {
-        call(&self.socket, req).await
+        let response = call(&self.socket, req).await?;
+        self.metrics
+            .stuck_helpers
+            .set(i64::from(response.stuck_helpers));
+        Ok(response)
     }
 
     /// Which containers run here: all of them (`ids` empty) or those among `ids`.

@@ -336,6 +336,11 @@ async fn deadline_504_and_cancellation_with_fault_scanner() {
     assert_eq!(fault.scans_cancelled.load(Ordering::SeqCst), 1);
     let m = short.metrics().await;
     assert_eq!(metric(&m, "runtime_extractor_request_timeouts_total"), 1.0);
+    // The scanner's count of stuck sandbox helpers, from its last answer (the listing).
+    assert_eq!(
+        metric(&m, "runtime_extractor_scanner_stuck_helpers"),
+        f64::from(testkit::serve::FAULT_SCANNER_STUCK_HELPERS)
+    );
     assert_eq!(
         metric(
             &m,

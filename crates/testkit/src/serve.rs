@@ -86,7 +86,11 @@ pub fn client_for(ca: &TestCa) -> reqwest::Client {
 
 /// FAULT-INJECTING STAND-IN for the scanner (see the module comment): answers `listOnly`
 /// with a fixed container list; holds every scan open for `scan_delay` (forever when `None`),
-/// counting scans started and scans whose client hung up.
+/// counting scans started and scans whose client hung up. Every answer reports
+/// [`FAULT_SCANNER_STUCK_HELPERS`] stuck sandbox helpers, as a scanner on a node with stalled
+/// containers would.
+pub const FAULT_SCANNER_STUCK_HELPERS: u32 = 2;
+
 pub struct FaultScanner {
     pub socket: PathBuf,
     pub scans_started: Arc<AtomicUsize>,
@@ -167,6 +171,7 @@ impl FaultScanner {
                     let resp = ScanResponse {
                         containers: listed,
                         error: None,
+                        stuck_helpers: FAULT_SCANNER_STUCK_HELPERS,
                     };
                     let _ = scanner_proto::write_frame_async(&mut stream, &resp).await;
                 });
