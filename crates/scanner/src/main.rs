@@ -92,6 +92,17 @@ fn scan_options(a: &AnalysisArgs) -> ScanOptions {
     }
 }
 
+/// Every discovered container is held by a pidfd until its turn: allow as many descriptors as
+/// the hard limit does (the soft default, 1024, is below a dense node's container count).
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
 /// The capabilities of [`kernel::REQUIRED_CAPABILITIES`] (unless `unchecked`), then the
 /// kernel probe.
 fn check_privileges(unchecked: bool) -> anyhow::Result<()> {
@@ -114,6 +125,7 @@ fn check_privileges(unchecked: bool) -> anyhow::Result<()> {
             missing.join(", ")
         );
     }
+    raise_open_file_limit();
     if let Err(e) = kernel::probe() {
         // Without CAP_SYS_ADMIN the mount probe cannot run: the test wants the scan's failure.
         if !unchecked {

@@ -89,22 +89,40 @@ pub async fn analyse_pid(
     pid: u32,
 ) -> Result<(u64, ContainerRuntimeInfo), TargetError> {
     let pinned = opts.procfs.pin(pid)?;
-    let report = sandbox::run(&opts.sandbox, &pinned, JobMode::Container).await?;
+    analyse_pinned(opts, &pinned).await
+}
+
+async fn analyse_pinned(
+    opts: &ScanOptions,
+    pinned: &crate::process::Pinned,
+) -> Result<(u64, ContainerRuntimeInfo), TargetError> {
+    let report = sandbox::run(&opts.sandbox, pinned, JobMode::Container).await?;
     Ok((pinned.start_time, report.info))
 }
 
 /// Analyse (or, with `list_only`, just identify) every target, in parallel with a bound.
 /// Results come back sorted by namespace, pod and container ID.
+///
+/// Every target is pinned (pidfd) as soon as it is discovered, before it waits for its turn:
+/// a container that exits meanwhile is then reported as exited, even if its PID has been given
+/// to another process by the time its sandbox starts.
 pub async fn scan_targets(
     opts: &ScanOptions,
     targets: Vec<Target>,
     list_only: bool,
 ) -> Vec<ScannedContainer> {
     let opts = Arc::new(opts.clone());
-    let mut results: Vec<ScannedContainer> = stream::iter(targets)
+    let pinned: Vec<(Target, Option<Result<crate::process::Pinned, TargetError>>)> = targets
+        .into_iter()
         .map(|t| {
+            let pin = (!list_only).then(|| opts.procfs.pin(t.pid).map_err(TargetError::from));
+            (t, pin)
+        })
+        .collect();
+    let mut results: Vec<ScannedContainer> = stream::iter(pinned)
+        .map(|(t, pin)| {
             let opts = Arc::clone(&opts);
-            async move { scan_target(&opts, t, list_only).await }
+            async move { scan_target(&opts, t, pin).await }
         })
         .buffer_unordered(opts.concurrency.max(1))
         .collect()
@@ -115,7 +133,12 @@ pub async fn scan_targets(
     results
 }
 
-async fn scan_target(opts: &ScanOptions, t: Target, list_only: bool) -> ScannedContainer {
+/// One target: identified only (`pin` is `None`: list-only), or analysed through its pin.
+async fn scan_target(
+    opts: &ScanOptions,
+    t: Target,
+    pin: Option<Result<crate::process::Pinned, TargetError>>,
+) -> ScannedContainer {
     let mut out = ScannedContainer {
         namespace: t.namespace,
         pod: t.pod,
@@ -124,15 +147,19 @@ async fn scan_target(opts: &ScanOptions, t: Target, list_only: bool) -> ScannedC
         pid: t.pid,
         ..Default::default()
     };
-    if list_only {
+    let Some(pin) = pin else {
         match opts.procfs.start_time(t.pid) {
             Ok(start) => out.start_time = start,
             Err(e) => out.error = Some(TargetError::from(e).to_failure()),
         }
         return out;
-    }
+    };
     let started = std::time::Instant::now();
-    match analyse_pid(opts, t.pid).await {
+    let analysed = match pin {
+        Ok(pinned) => analyse_pinned(opts, &pinned).await,
+        Err(e) => Err(e),
+    };
+    match analysed {
         Ok((start_time, info)) => {
             out.start_time = start_time;
             out.info = Some(info);

@@ -158,6 +158,7 @@ fn not_regular() -> io::Error {
 mod tests {
     use crate::fingerprint::testing::root_with;
     use std::os::unix::fs::symlink;
+    use std::os::unix::fs::OpenOptionsExt as _;
 
     #[test]
     fn reads_inside_the_root() {
@@ -192,6 +193,39 @@ mod tests {
         assert!(root.read_bounded(&host_rel, 100).is_err());
         symlink("/proc/self/root/etc/passwd", d.path().join("magic")).unwrap();
         assert!(root.read_bounded("/magic", 1 << 20).is_err());
+    }
+
+    /// A FIFO with a writer blocked in `open(O_WRONLY)`: reading it through the root wakes
+    /// nobody (an `O_RDONLY|O_NONBLOCK` open would have).
+    #[test]
+    fn a_fifo_writer_stays_blocked() {
+        let (d, root) = root_with(&[]);
+        let fifo = d.path().join("os-release");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let woken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (w, path) = (std::sync::Arc::clone(&woken), fifo.clone());
+        let writer = std::thread::spawn(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(&path);
+            w.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(f);
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(root.read_bounded("/os-release", 100).is_err());
+        assert!(!root.is_file("/os-release"));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            !woken.load(std::sync::atomic::Ordering::SeqCst),
+            "the writer was woken"
+        );
+        // Control: a real reader wakes it.
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&fifo)
+            .unwrap();
+        writer.join().unwrap();
+        assert!(woken.load(std::sync::atomic::Ordering::SeqCst));
+        drop(reader);
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! starts. See the module documentation of [`crate::sandbox`] for the steps.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use super::confine::{self, Credentials};
-use super::{mount_tree, JobMode, SandboxJob, SandboxReport, EXIT_GONE, PIDFD_FD};
+use super::{mount_tree, JobMode, SandboxJob, SandboxReport, EXIT_GONE};
 use crate::fingerprint::{self, Root};
 use crate::process::{self, ProcessError, ProcessFacts, Procfs, MAX_PROCESSES_PER_CONTAINER};
 use crate::select;
@@ -60,7 +60,6 @@ impl From<ProcessError> for Failure {
     }
 }
 
-#[allow(unsafe_code)] // taking ownership of the inherited pidfd: see the SAFETY comment
 fn helper(hook: Option<Hook>) -> Result<(), Failure> {
     // Before anything of the target is touched: nobody may attach to us or read our memory.
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(DUMPABLE): {e}"))?;
@@ -68,20 +67,7 @@ fn helper(hook: Option<Hook>) -> Result<(), Failure> {
         .map_err(|e| format!("prctl(PDEATHSIG): {e}"))?;
     std::fs::write("/proc/self/oom_score_adj", OOM_SCORE_ADJ)
         .map_err(|e| format!("oom_score_adj: {e}"))?;
-    // SAFETY: the scanner placed the pidfd at this number between fork and exec
-    // (`pass_pidfd`) and nothing else in this fresh process owns or closes it.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(PIDFD_FD) };
-    rustix::io::fcntl_setfd(&pidfd, rustix::io::FdFlags::CLOEXEC)
-        .map_err(|e| format!("no pidfd on descriptor {PIDFD_FD}: {e}"))?;
-
-    let mut input = Vec::new();
-    io::stdin()
-        .take(MAX_JOB_BYTES.saturating_add(1))
-        .read_to_end(&mut input)
-        .map_err(|e| format!("reading the job: {e}"))?;
-    if input.len() as u64 > MAX_JOB_BYTES {
-        return Err("job too large".to_owned().into());
-    }
+    let (input, pidfd) = receive_job()?;
     let job: SandboxJob =
         serde_json::from_slice(&input).map_err(|e| format!("invalid job: {e}"))?;
     let pid = job.target_pid;
@@ -133,6 +119,47 @@ fn helper(hook: Option<Hook>) -> Result<(), Failure> {
     out.write_all(&bytes).map_err(|e| format!("write: {e}"))?;
     out.flush().map_err(|e| format!("flush: {e}"))?;
     Ok(())
+}
+
+/// The job and the pidfd from stdin (a unix socket: see [`crate::sandbox`]), bounded.
+#[allow(unsafe_code)] // taking ownership of the received descriptor: see the SAFETY comment
+fn receive_job() -> Result<(Vec<u8>, OwnedFd), String> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = vec![0u8; usize::try_from(MAX_JOB_BYTES).unwrap_or(65536)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let (n, fds) = {
+        let mut iov = [io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(0, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+            .map_err(|e| format!("reading the job: {e}"))?;
+        let mut fds = Vec::new();
+        for cmsg in msg.cmsgs().map_err(|e| format!("reading the job: {e}"))? {
+            if let ControlMessageOwned::ScmRights(received) = cmsg {
+                // SAFETY: each descriptor was just installed in this process by SCM_RIGHTS;
+                // nothing else knows or owns it.
+                fds.extend(
+                    received
+                        .into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        (msg.bytes, fds)
+    };
+    let mut fds = fds.into_iter();
+    let (Some(pidfd), None) = (fds.next(), fds.next()) else {
+        return Err("the job did not come with exactly one pidfd".into());
+    };
+    buf.truncate(n);
+    // The rest of the job, if the stream split it, up to the bound.
+    let rest = MAX_JOB_BYTES.saturating_sub(n as u64).saturating_add(1);
+    io::stdin()
+        .take(rest)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("reading the job: {e}"))?;
+    if buf.len() as u64 > MAX_JOB_BYTES {
+        return Err("job too large".into());
+    }
+    Ok((buf, pidfd))
 }
 
 /// A per-process timer that sends SIGKILL to this process at the deadline: it cannot be

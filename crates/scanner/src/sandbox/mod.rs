@@ -3,9 +3,10 @@
 //!
 //! For each container the scanner re-executes its own binary (`/proc/self/exe __sandbox`): a
 //! fresh, single-threaded process (joining a mount namespace needs one, and forking the
-//! multi-threaded scanner without `exec` is unsound). It gets the target's pidfd, taken at
-//! discovery ([`crate::process::Procfs::pin`]), as descriptor 3, and its [`SandboxJob`] on
-//! stdin. The helper ([`helper`]), with no fork at all:
+//! multi-threaded scanner without `exec` is unsound). Its stdin is one end of a unix socket
+//! pair that already holds its [`SandboxJob`] and, as `SCM_RIGHTS`, the target's pidfd taken at
+//! discovery ([`crate::process::Procfs::pin`]): no descriptor is inherited, and the spawn
+//! needs no code between fork and exec (so it stays a cheap `posix_spawn`). The helper ([`helper`]), with no fork at all:
 //! 1. makes itself non-dumpable, raises its own OOM score, sets its parent-death signal;
 //! 2. opens `/proc/<pid>` and checks through the pidfd that the process has not exited and
 //!    that its start time is the discovered one: a reused PID is reported as exited, never
@@ -38,6 +39,7 @@ mod mount_tree;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -51,8 +53,6 @@ pub use mount_tree::restrict as restrict_mounts;
 
 /// `argv[1]` that makes the binary act as the sandbox helper.
 pub const HELPER_ARG: &str = "__sandbox";
-/// Descriptor number under which the helper receives the target's pidfd.
-pub const PIDFD_FD: i32 = 3;
 const MAX_STDERR_BYTES: u64 = 4096;
 const MAX_VALUE_CHARS: usize = 256;
 const MAX_RUNTIMES: usize = 16;
@@ -82,7 +82,7 @@ pub enum JobMode {
     Process,
 }
 
-/// What the helper is asked to do (the pidfd comes as descriptor [`PIDFD_FD`]).
+/// What the helper is asked to do (the pidfd comes with it, as `SCM_RIGHTS`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SandboxJob {
@@ -169,7 +169,7 @@ pub async fn run(
     mode: JobMode,
 ) -> Result<SandboxReport, SandboxError> {
     use std::process::Stdio;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
 
     let stuck = stuck_helpers();
     if stuck >= config.max_stuck {
@@ -184,31 +184,30 @@ pub async fn run(
             .max(1),
     };
     let input = serde_json::to_vec(&job).map_err(|e| SandboxError::Invalid(e.to_string()))?;
+    let (ours, theirs) = UnixStream::pair()?;
+    send_job(&ours, &input, &target.pidfd)?;
+    // The helper reads to EOF: our end goes now, before it starts.
+    drop(ours);
     let mut cmd = tokio::process::Command::new(&config.helper);
     cmd.args(&config.helper_args)
         .env_clear()
         .current_dir("/")
-        .stdin(Stdio::piped())
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
-    pass_pidfd(&mut cmd, &target.pidfd);
+    let started = std::time::Instant::now();
     let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
         path: config.helper.display().to_string(),
         cause: source,
     })?;
     let pgid = child.id();
-    let (Some(mut stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(SandboxError::Invalid("helper pipes missing".into()));
     };
     let max = config.max_output;
     let work = async {
-        // The helper reads its whole job before doing anything, so this cannot deadlock.
-        stdin.write_all(&input).await?;
-        drop(stdin);
         let mut out = Vec::new();
         let mut err = Vec::new();
         let mut stdout = stdout.take((max as u64).saturating_add(1));
@@ -247,6 +246,12 @@ pub async fn run(
     if status.code() == Some(EXIT_GONE) {
         return Err(SandboxError::Gone(target.pid));
     }
+    // Its own deadline timer may fire before ours is noticed (a loaded node): a SIGKILL at
+    // the deadline is the deadline. (Earlier, it is the OOM killer's: reported as a failure.)
+    use std::os::unix::process::ExitStatusExt as _;
+    if status.signal() == Some(libc::SIGKILL) && started.elapsed() >= config.timeout {
+        return Err(SandboxError::Timeout(config.timeout));
+    }
     if !status.success() {
         let message = String::from_utf8_lossy(&err);
         let message = message
@@ -263,27 +268,23 @@ pub async fn run(
     validate(&out)
 }
 
-/// Give the child the pidfd as descriptor [`PIDFD_FD`] (and only the child: the scanner's
-/// descriptors are close-on-exec, this one is duplicated between fork and exec).
-#[allow(unsafe_code)] // pre_exec: see the SAFETY comment below
-fn pass_pidfd(cmd: &mut tokio::process::Command, pidfd: &OwnedFd) {
-    let raw = pidfd.as_raw_fd();
-    // SAFETY: the closure runs in the forked child before exec and calls only dup2 and fcntl,
-    // which are async-signal-safe; it allocates nothing and touches no lock. `raw` stays open
-    // in the parent (borrowed from `pidfd`) until spawn returns.
-    unsafe {
-        cmd.pre_exec(move || {
-            if raw == PIDFD_FD {
-                // dup2 onto itself keeps close-on-exec: clear it instead.
-                if libc::fcntl(raw, libc::F_SETFD, 0) == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-            } else if libc::dup2(raw, PIDFD_FD) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
+/// The job and the pidfd, in one message on the helper's stdin socket. A job is a few hundred
+/// bytes: far below a socket buffer, so this never blocks.
+fn send_job(socket: &UnixStream, job: &[u8], pidfd: &OwnedFd) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [pidfd.as_raw_fd()];
+    let sent = sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[io::IoSlice::new(job)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(io::Error::from)?;
+    if sent != job.len() {
+        return Err(io::Error::other("sandbox job sent in part"));
     }
+    Ok(())
 }
 
 /// Wait briefly for a killed helper; if it does not die, count it as stuck until it does.

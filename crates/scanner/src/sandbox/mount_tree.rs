@@ -67,3 +67,50 @@ pub fn restrict(tree: &OwnedFd) -> std::io::Result<()> {
         Err(std::io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileTypeExt as _;
+
+    /// The restricted copy refuses to open a device node and to write, while the original
+    /// directory is unchanged (a clone of a directory of this test's own namespace).
+    #[test]
+    fn a_device_on_the_restricted_copy_cannot_be_opened() {
+        testkit::rootfs::require_root("mount_setattr on a detached copy");
+        let dir = tempfile::tempdir().unwrap();
+        nix::sys::stat::mknod(
+            &dir.path().join("null"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let tree = rustix::mount::open_tree(
+            rustix::fs::CWD,
+            dir.path(),
+            rustix::mount::OpenTreeFlags::OPEN_TREE_CLONE
+                | rustix::mount::OpenTreeFlags::OPEN_TREE_CLOEXEC,
+        )
+        .unwrap();
+        restrict(&tree).unwrap();
+        let open =
+            |name: &str, flags| rustix::fs::openat(&tree, name, flags, rustix::fs::Mode::empty());
+        use rustix::fs::OFlags;
+        // Before the restriction this would have opened /dev/null's driver.
+        assert_eq!(
+            open("null", OFlags::RDONLY).unwrap_err(),
+            rustix::io::Errno::ACCESS
+        );
+        assert!(open("file", OFlags::RDONLY).is_ok());
+        assert_eq!(
+            open("file", OFlags::WRONLY).unwrap_err(),
+            rustix::io::Errno::ROFS
+        );
+        // The original is untouched: still writable, the device still a device.
+        std::fs::write(dir.path().join("file"), b"y").unwrap();
+        let meta = std::fs::metadata(dir.path().join("null")).unwrap();
+        assert!(meta.file_type().is_char_device());
+    }
+}

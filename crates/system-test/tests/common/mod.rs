@@ -9,9 +9,15 @@ use std::process::Command;
 use runtime_info::{ContainerRuntimeInfo, NodeRuntimeInfo, RuntimeComponent};
 use testkit::cri_sandbox::{ContainerSpec, CriSandbox, JobOutcome, PodSpec, RunningPod};
 
-/// The scanner binary (`runtime-extractor`), staged where any uid may execute it.
+/// The scanner binary (`runtime-extractor`), staged where any uid may execute it; or, when
+/// `RUNTIME_INSIGHTS_SCANNER_BIN` names one, that binary (to run a suite against another
+/// build, e.g. the one before a change).
 pub fn bin() -> &'static Path {
-    testkit::bins::binary(testkit::bins::SCANNER)
+    static OTHER: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    match OTHER.get_or_init(|| std::env::var_os("RUNTIME_INSIGHTS_SCANNER_BIN").map(Into::into)) {
+        Some(path) => path,
+        None => testkit::bins::binary(testkit::bins::SCANNER),
+    }
 }
 
 /// The service binary (`runtime-extractor-serve`), staged where any uid may execute it.
