@@ -6,7 +6,7 @@
 //! multi-threaded scanner without `exec` is unsound). Its stdin is one end of a unix socket
 //! pair that already holds its [`SandboxJob`] and, as `SCM_RIGHTS`, the target's pidfd taken at
 //! discovery ([`crate::process::Procfs::pin`]): no descriptor is inherited, and the spawn
-//! needs no code between fork and exec (so it stays a cheap `posix_spawn`). The helper ([`helper`]), with no fork at all:
+//! needs no code between fork and exec (so it stays a cheap `posix_spawn`). The helper (`helper.rs`), with no fork at all:
 //! 1. makes itself non-dumpable, raises its own OOM score, sets its parent-death signal;
 //! 2. opens `/proc/<pid>` and checks through the pidfd that the process has not exited and
 //!    that its start time is the discovered one: a reused PID is reported as exited, never
@@ -14,13 +14,13 @@
 //! 3. reads the process tree (`cmdline`, `environ`, `status`, links) and picks the workload
 //!    ([`crate::select`]): these reads can stall on the target's memory, so they happen here,
 //!    under the deadline;
-//! 4. takes a detached copy of the container's mount tree ([`mount_tree`]): joins only the
+//! 4. takes a detached copy of the container's mount tree (`mount_tree.rs`): joins only the
 //!    target's mount namespace, never its PID namespace, clones `/` recursively, returns to
 //!    its own namespace, makes the copy read-only, `nodev`, `nosuid`, `noexec` and private,
 //!    and `chroot`s into it;
 //! 5. drops to the workload's own uid, gid and groups with no capabilities in any set and
 //!    `no_new_privs`, checks that the drop took, and installs a seccomp allow-list that kills
-//!    the process on anything else (`execve` above all) ([`confine`]);
+//!    the process on anything else (`execve` above all) (`confine.rs`);
 //! 6. fingerprints through a [`Root`](crate::fingerprint::Root) and writes one JSON
 //!    [`SandboxReport`] to stdout.
 //!
