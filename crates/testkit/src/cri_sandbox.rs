@@ -740,25 +740,7 @@ disabled_plugins = []
             let id = create_and_start(&mut client, pod, sandbox_config, config)
                 .await
                 .with_context(|| format!("job container {name}"))?;
-            let deadline = Instant::now() + timeout;
-            loop {
-                let status = client
-                    .container_status(api::ContainerStatusRequest {
-                        container_id: id.clone(),
-                        verbose: false,
-                    })
-                    .await
-                    .with_context(|| format!("ContainerStatus {id}"))?
-                    .status
-                    .ok_or_else(|| anyhow!("ContainerStatus {id}: no status"))?;
-                if status.state == api::ContainerState::ContainerExited as i32 {
-                    return Ok::<_, anyhow::Error>(status.exit_code);
-                }
-                if Instant::now() > deadline {
-                    bail!("job {name} still running after {timeout:?}");
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            exit_code(&mut client, &id, timeout).await
         })?;
         let log = fs::read_to_string(
             self.dir
@@ -1298,7 +1280,15 @@ async fn create_and_start(
 /// Wait until an init container has exited; an exit code other than 0 is an error (the
 /// kubelet would not start the pod's other containers).
 async fn wait_for_exit(client: &mut RuntimeServiceClient, id: &str) -> Result<()> {
-    let deadline = Instant::now() + CALL_TIMEOUT;
+    match exit_code(client, id, CALL_TIMEOUT).await? {
+        0 => Ok(()),
+        code => bail!("exited with code {code}"),
+    }
+}
+
+/// Wait (at most `timeout`) until the container has exited; its exit code.
+async fn exit_code(client: &mut RuntimeServiceClient, id: &str, timeout: Duration) -> Result<i32> {
+    let deadline = Instant::now() + timeout;
     loop {
         let status = client
             .container_status(api::ContainerStatusRequest {
@@ -1310,21 +1300,10 @@ async fn wait_for_exit(client: &mut RuntimeServiceClient, id: &str) -> Result<()
             .status
             .ok_or_else(|| anyhow!("ContainerStatus {id}: no status"))?;
         if status.state == api::ContainerState::ContainerExited as i32 {
-            if status.exit_code != 0 {
-                bail!(
-                    "exited with code {} ({} {})",
-                    status.exit_code,
-                    status.reason,
-                    status.message
-                );
-            }
-            return Ok(());
+            return Ok(status.exit_code);
         }
         if Instant::now() > deadline {
-            bail!(
-                "still running after {CALL_TIMEOUT:?} (state {})",
-                status.state
-            );
+            bail!("still running after {timeout:?} (state {})", status.state);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
