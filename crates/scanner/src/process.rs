@@ -208,7 +208,8 @@ impl Procfs {
 
     /// `/proc/<pid>` as a directory descriptor: every file read through it belongs to the
     /// process that had this PID when it was opened (reads fail once it is gone).
-    fn open_dir(&self, pid: u32) -> Result<OwnedFd, ProcessError> {
+    /// The sandbox opens it first and then checks it against its pidfd.
+    pub fn open_dir(&self, pid: u32) -> Result<OwnedFd, ProcessError> {
         rustix::fs::open(
             self.root.join(pid.to_string()),
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -429,11 +430,6 @@ impl Procfs {
             Ok(dir) => self.tree_at(&dir, root_pid, limit),
             Err(_) => Vec::new(),
         }
-    }
-
-    /// `/proc/<pid>` opened for the sandbox, which checks it against its pidfd.
-    pub fn dir(&self, pid: u32) -> Result<OwnedFd, ProcessError> {
-        self.open_dir(pid)
     }
 
     /// The `stat` line of a process, parsed, and its `comm` (field 2). Kernel-written, read

@@ -77,7 +77,7 @@ fn helper(hook: Option<Hook>) -> Result<(), Failure> {
 
     // The directory first, then the pidfd: if the process is alive now, the directory is its.
     let procfs = Procfs::default();
-    let dir = procfs.dir(pid)?;
+    let dir = procfs.open_dir(pid)?;
     if !process::pidfd_alive(&pidfd) {
         return Err(Failure::Gone(format!("process {pid} exited")));
     }
